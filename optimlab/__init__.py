@@ -1,0 +1,34 @@
+"""optimlab: the optimizers of *Optimizers from first principles*, small, exact and vectorized.
+
+    import optimlab as ol
+    opt = ol.adam(lr=1e-3)                              # torch.optim's names and defaults
+    state = opt.init(params)
+    updates, state = opt.update(grads, state, params)   # pure
+    params = ol.apply_updates(params, updates)
+    state = opt.step(params, grads, state)              # in place, fast
+
+Every update rule is written once (:mod:`optimlab.transforms`) and runs on arrays, on
+blocks of arrays (``step``) and on sympy symbols (:mod:`optimlab.symbolic`).
+"""
+
+import importlib
+
+from . import ops, transforms
+from .optimizer import Optimizer, OptState, apply_updates
+from .optimizers import adagrad, adam, adamw, inverse_time_decay, rmsprop, sgd
+from .transforms import Transform, chain
+
+__version__ = "0.1.0"
+
+_LAZY = ("symbolic", "schedules", "objectives", "runner", "plotting", "datasets", "models")
+
+
+def __getattr__(name):
+    # Submodules that import sympy or matplotlib load on first use, keeping `import optimlab` light.
+    if name in _LAZY:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'optimlab' has no attribute {name!r}")
+
+
+__all__ = ["Optimizer", "OptState", "Transform", "adagrad", "adam", "adamw", "apply_updates",
+           "chain", "inverse_time_decay", "ops", "rmsprop", "sgd", "transforms", *_LAZY]

@@ -1,0 +1,237 @@
+"""The optimizer object: a transform applied to every array of a parameter tree, with checks.
+
+    opt = ol.adam(lr=1e-3)
+    state = opt.init(params)
+    updates, state = opt.update(grads, state, params)   # pure
+    params = ol.apply_updates(params, updates)
+    state = opt.step(params, grads, state)              # in place, for large arrays
+
+``update`` never modifies its arguments. ``step`` evaluates the *same* rule on cache-sized
+blocks of the flattened arrays and writes the results into ``params`` and the state's arrays.
+"""
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .tree import leaves, map_leaves, map_state, state_arrays, unzip
+
+BLOCK = 1 << 14  # elements per block in ``step``: a few arrays of it fit in a core's L2 cache
+
+
+class OptState(NamedTuple):
+    """``count``: updates made so far; ``inner``: per-array states, in the structure of params."""
+
+    count: Any
+    inner: Any
+
+
+class Optimizer:
+    """An update rule (a :class:`~optimlab.transforms.Transform`) lifted to parameter trees.
+
+    Made by the constructors (:func:`optimlab.adam` and friends); ``hyperparams`` records the
+    arguments they were given. ``nonfinite`` is the policy for a NaN or infinite gradient:
+    ``"raise"`` (default) raises :class:`FloatingPointError` naming the step and the array;
+    ``"skip"`` returns zero updates and the state unchanged (the step does not count).
+    """
+
+    def __init__(self, transform, name, hyperparams, nonfinite="raise"):
+        if nonfinite not in ("raise", "skip"):
+            raise ValueError(f"nonfinite must be 'raise' or 'skip'; got {nonfinite!r}")
+        self.transform = transform
+        self.name = name
+        self.hyperparams = dict(hyperparams)
+        self.nonfinite = nonfinite
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparams.items())
+        return f"{self.name}({args})"
+
+    def skip_nonfinite(self):
+        """The same optimizer, but a step with a NaN or infinite gradient is skipped."""
+        return Optimizer(self.transform, self.name, self.hyperparams, nonfinite="skip")
+
+    @property
+    def batched(self):
+        """True if some hyperparameter is an array (a batch of runs)."""
+        flat = [x for v in self.hyperparams.values()
+                for x in (v if isinstance(v, tuple) else (v,))]
+        return any(not callable(x) and np.ndim(x) > 0 for x in flat)
+
+    # -- the pure API -------------------------------------------------------------------------
+    def init(self, params):
+        """The initial state for ``params`` (an ndarray or a dict/list/tuple of them)."""
+        def leaf(path, p):
+            p = _check_param(path, p)
+            return _cast_state(self.transform.init(p), p.dtype)
+
+        return OptState(0, map_leaves(leaf, params))
+
+    def update(self, grads, state, params):
+        """Return ``(updates, new_state)``; ``params + updates`` are the new parameters."""
+        t = _check_state(state) + 1
+
+        def leaf(path, p, g, s):
+            p = _check_param(path, p)
+            g = _check_grad(path, g, p)
+            _check_slots(path, s, p)
+            if not _finite(g):
+                return None
+            u, s = self.transform.update(g, s, p, t)
+            u = _check_update(path, np.asarray(u, dtype=p.dtype), t)
+            return _Leaf((u, _cast_state(s, p.dtype)))
+
+        out = map_leaves(leaf, params, grads, state.inner, names=("grads", "state.inner"))
+        if any(o is None for o in leaves(out)):
+            return self._nonfinite(grads, state, params, t)
+        updates, inner = unzip(out, 2, params)
+        return updates, OptState(t, inner)
+
+    # -- the fast path ------------------------------------------------------------------------
+    def step(self, params, grads, state):
+        """Update ``params`` and the arrays of ``state`` in place; return the new state.
+
+        The rule is evaluated block by block on flattened views (whole arrays when the
+        hyperparameters are arrays), so temporaries stay small. Gradients are checked before
+        anything is written; a non-finite update (say 0/0 with ``eps=0``) raises, leaving
+        params and state partly updated.
+        """
+        t = _check_state(state) + 1
+        checked = map_leaves(self._check_step_leaf, params, grads, state.inner,
+                             names=("grads", "state.inner"))
+        pieces = leaves(checked)
+        if not all(_finite(g) for _, g, _ in pieces):
+            if self.nonfinite == "skip":
+                return state
+            self._nonfinite(grads, state, params, t)
+        block = None if self.batched else BLOCK
+        for p, g, s in pieces:
+            _apply_in_place(self.transform, p, g, s, t, block)
+        return OptState(t, state.inner)
+
+    def _check_step_leaf(self, path, p, g, s):
+        p = _check_param(path, p)
+        if not p.flags.writeable:
+            raise ValueError(f"{path} is read-only; step() updates params in place")
+        g = _check_grad(path, g, p)
+        _check_slots(path, s, p)
+        for a in state_arrays(s):
+            if not a.flags.writeable or a.dtype != p.dtype:
+                raise ValueError(f"state.inner at {path} must hold writable {p.dtype} arrays "
+                                 "for step(); use update() with this state")
+        return _Leaf((p, g, s))
+
+    def _nonfinite(self, grads, state, params, t):
+        if self.nonfinite == "skip":
+            return map_leaves(lambda _, p: np.zeros_like(p), params), state
+        bad = [path for path, g in _paths(grads) if not _finite(np.asarray(g))]
+        raise FloatingPointError(f"non-finite gradient at step {t} in {', '.join(bad)}; "
+                                 "fix the gradient, or use opt.skip_nonfinite() to skip such steps")
+
+
+def apply_updates(params, updates):
+    """``params + updates``, leaf by leaf, in the structure and dtypes of ``params``."""
+
+    def leaf(path, p, u):
+        p = _check_param(path, p, allow_any_float=True)
+        u = np.asarray(u)
+        if u.shape != p.shape:
+            raise ValueError(f"updates at {path} has shape {u.shape} but params has {p.shape}")
+        return (p + u).astype(p.dtype, copy=False)
+
+    return map_leaves(leaf, params, updates, names=("updates",))
+
+
+class _Leaf(tuple):
+    """A (param, grad, state) triple, kept whole by the tree walkers."""
+
+    _fields = ()
+
+
+def _apply_in_place(transform, p, g, s, t, block):
+    n = p.size
+    contiguous = all(a.flags.c_contiguous for a in (p, g, *state_arrays(s)))
+    if block is None or n <= block or not contiguous:
+        u, s_new = transform.update(g, s, p, t)
+        _write(p, g, s, s_new, u, t, slice(None), whole=True)
+        return
+    p1, g1 = p.reshape(-1), g.reshape(-1)
+    s1 = map_state(lambda a: a.reshape(-1), s)
+    for start in range(0, n, block):
+        sl = slice(start, start + block)
+        sb = map_state(lambda a, sl=sl: a[sl], s1)
+        u, s_new = transform.update(g1[sl], sb, p1[sl], t)
+        _write(p1[sl], g1[sl], sb, s_new, u, t, sl, whole=False)
+
+
+def _write(p, g, s, s_new, u, t, sl, whole):
+    if not np.isfinite(u).all():
+        raise FloatingPointError(f"the update became non-finite at step {t} (is eps 0 where a "
+                                 "gradient is 0?); params and state are partly updated")
+    for dst, src in zip(state_arrays(s), state_arrays(s_new), strict=True):
+        if dst is not src:
+            dst[...] = src
+    p += u
+
+
+def _cast_state(s, dtype):
+    return map_state(lambda a: np.asarray(a).astype(dtype, copy=False), s)
+
+
+def _paths(tree, path="grads"):
+    if isinstance(tree, dict):
+        return [x for k, v in tree.items() for x in _paths(v, f"{path}[{k!r}]")]
+    if isinstance(tree, list | tuple):
+        return [x for i, v in enumerate(tree) for x in _paths(v, f"{path}[{i}]")]
+    return [(path, tree)]
+
+
+def _finite(a):
+    # A sum is finite when every element is (but for overflow, which the exact check settles),
+    # and it costs one fast read of the array.
+    return bool(np.isfinite(np.sum(a))) or bool(np.isfinite(a).all())
+
+
+def _check_state(state):
+    if not isinstance(state, OptState):
+        raise TypeError(f"state must be the OptState returned by init() or update(); "
+                        f"got {type(state).__name__}")
+    return state.count
+
+
+def _check_param(path, p, allow_any_float=False):
+    if not isinstance(p, np.ndarray):
+        raise TypeError(f"{path} must be a NumPy array; got {type(p).__name__}")
+    if p.dtype.kind != "f":
+        raise TypeError(f"{path} has dtype {p.dtype}; params must be float32 or float64 arrays")
+    if p.dtype == np.float16 and not allow_any_float:
+        raise TypeError(f"{path} has dtype float16, whose range cannot hold squared gradients "
+                        "and eps (they underflow to 0 and 0/0 gives NaN); use float32 or float64")
+    return p
+
+
+def _check_grad(path, g, p):
+    gpath = "grads" + path[len("params"):]
+    g = np.asarray(g)
+    if g.shape != p.shape:
+        raise ValueError(f"{gpath} has shape {g.shape} but {path} has shape {p.shape}")
+    if g.dtype != p.dtype:
+        if not np.can_cast(g.dtype, p.dtype, "same_kind"):
+            raise TypeError(f"{gpath} has dtype {g.dtype}, which cannot be cast to {path}'s "
+                            f"{p.dtype}")
+        g = g.astype(p.dtype)
+    return g
+
+
+def _check_slots(path, s, p):
+    for a in state_arrays(s):
+        if a.shape != p.shape:
+            raise ValueError(f"state.inner at {path} holds an array of shape {a.shape} but "
+                             f"{path} has shape {p.shape}; was the state made for other params?")
+
+
+def _check_update(path, u, t):
+    if not _finite(u):
+        raise FloatingPointError(f"the update for {path} became non-finite at step {t} "
+                                 "(is eps 0 where a gradient is 0, or are params non-finite?)")
+    return u

@@ -1,0 +1,230 @@
+r"""The optimizers, with the names, keywords, defaults and semantics of ``torch.optim``.
+
+Each is a chain of the rules in :mod:`optimlab.transforms`; the extra keyword-only arguments
+select the variants the book discusses, each with its source. Hyperparameters may be arrays
+that broadcast against the parameters (a batch of runs), sympy symbols (the symbolic driver),
+and ``lr`` may be a schedule: a callable of the number of updates already made.
+"""
+
+from . import ops
+from . import transforms as T
+from .optimizer import Optimizer
+from .validation import check_betas, check_choice, check_flag, check_lr, check_range, value_at
+
+
+def _optimizer(name, pieces, hyperparams):
+    return Optimizer(T.chain(*pieces), name, hyperparams)
+
+
+def _decay_pieces(direction, lr, weight_decay, decoupled, schedule_multiplier, decay_order):
+    """Where weight decay enters relative to ``direction`` (the preconditioned step)."""
+    if schedule_multiplier is not None:
+        # Loshchilov & Hutter, Alg. 2: theta -= eta_t * (lr * direction + lambda * theta)
+        return [*direction, T.scale(lr), T.add_decayed_weights(weight_decay),
+                T.scale_by_learning_rate(schedule_multiplier)]
+    if decay_order == "after":
+        return [*direction, T.scale_by_learning_rate(lr), T.decay_after_update(weight_decay, lr)]
+    if decoupled:
+        return [*direction, T.add_decayed_weights(weight_decay), T.scale_by_learning_rate(lr)]
+    return [T.add_decayed_weights(weight_decay), *direction, T.scale_by_learning_rate(lr)]
+
+
+def _check_schedule_multiplier(schedule_multiplier, decoupled):
+    if schedule_multiplier is not None:
+        if not callable(schedule_multiplier):
+            check_range("schedule_multiplier", schedule_multiplier)
+        if not decoupled:
+            raise ValueError("schedule_multiplier scales decoupled weight decay; it needs "
+                             "decoupled_weight_decay=True (or adamw)")
+
+
+def sgd(lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0, *,
+        lr_in_buffer=False, decoupled_weight_decay=False, schedule_multiplier=None):
+    r"""Stochastic gradient descent with optional (Nesterov) momentum, as ``torch.optim.SGD``.
+
+    .. math::
+        g_t \leftarrow g_t + \lambda\theta_{t-1}, \quad
+        b_1 = g_1,\; b_t = \mu b_{t-1} + (1-\tau) g_t, \quad
+        \theta_t = \theta_{t-1} - \eta\,(b_t \text{ or, Nesterov, } g_t + \mu b_t).
+
+    Variants:
+
+    - ``lr_in_buffer=True``: Sutskever et al. (2013) and the blog post,
+      :math:`v_t = \mu v_{t-1} + \eta g_t,\ \theta_t = \theta_{t-1} - v_t`. Equal to PyTorch's
+      form (:math:`v = \eta b`) while :math:`\eta` is constant, different under a schedule.
+    - ``decoupled_weight_decay=True``: :math:`\theta_t = \theta_{t-1} - \eta(b_t + \lambda\theta_{t-1})`
+      with :math:`\lambda\theta` kept out of the momentum buffer (SGDW).
+    - ``schedule_multiplier=eta`` (with decoupled decay): Loshchilov & Hutter (2019), Alg. 1,
+      :math:`\theta_t = \theta_{t-1} - \eta_t(\alpha b_t + \lambda\theta_{t-1})` with
+      :math:`\alpha` = ``lr``; with :math:`\eta_t = 1` and no momentum this is their
+      Proposition 1's weight decay, equal to L2 with :math:`\lambda' = \lambda/\alpha`.
+    """
+    check_lr("lr", lr)
+    check_range("momentum", momentum, 0.0, 1.0)
+    check_range("dampening", dampening, 0.0, 1.0, hi_closed=True)
+    check_range("weight_decay", weight_decay)
+    nesterov = check_flag("nesterov", nesterov)
+    lr_in_buffer = check_flag("lr_in_buffer", lr_in_buffer)
+    decoupled = check_flag("decoupled_weight_decay", decoupled_weight_decay)
+    if nesterov and (ops.is_zero(momentum) or not ops.is_zero(dampening)):
+        raise ValueError("nesterov=True requires momentum > 0 and dampening = 0; "
+                         f"got momentum={momentum!r}, dampening={dampening!r}")
+    _check_schedule_multiplier(schedule_multiplier, decoupled)
+    if lr_in_buffer and (decoupled or schedule_multiplier is not None):
+        raise ValueError("lr_in_buffer=True is the plain heavy-ball form; it does not combine "
+                         "with decoupled weight decay")
+    momentum_piece = [] if ops.is_zero(momentum) else [T.trace(momentum, dampening, nesterov)]
+    if lr_in_buffer:
+        pieces = [T.add_decayed_weights(weight_decay), T.scale_by_learning_rate(lr),
+                  *momentum_piece]
+    else:
+        pieces = _decay_pieces(momentum_piece, lr, weight_decay, decoupled,
+                               schedule_multiplier, "before")
+    return _optimizer("sgd", pieces, dict(
+        lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
+        weight_decay=weight_decay, lr_in_buffer=lr_in_buffer,
+        decoupled_weight_decay=decoupled, schedule_multiplier=schedule_multiplier))
+
+
+def inverse_time_decay(lr, lr_decay):
+    r"""AdaGrad's built-in schedule in PyTorch: :math:`\eta_t = \eta / (1 + (t-1)\,\mathrm{lr\_decay})`."""
+    if ops.is_zero(lr_decay):
+        return lr
+    return lambda count: value_at("lr", lr, count) / (1 + count * lr_decay)
+
+
+def adagrad(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
+            *, eps_inside=False):
+    r"""AdaGrad (Duchi, Hazan & Singer, 2011), as ``torch.optim.Adagrad``.
+
+    .. math::
+        g_t \leftarrow g_t + \lambda\theta_{t-1}, \quad s_t = s_{t-1} + g_t^2, \quad
+        \theta_t = \theta_{t-1} - \frac{\eta}{1 + (t-1)\,\mathrm{lr\_decay}}
+        \frac{g_t}{\sqrt{s_t} + \epsilon},
+
+    with :math:`s_0` = ``initial_accumulator_value``. optax and Keras start at
+    :math:`s_0 = 0.1` and put eps inside the root (``eps_inside=True``:
+    :math:`g_t/\sqrt{s_t + \epsilon}`).
+    """
+    check_lr("lr", lr)
+    check_range("lr_decay", lr_decay)
+    check_range("weight_decay", weight_decay)
+    check_range("initial_accumulator_value", initial_accumulator_value)
+    check_range("eps", eps)
+    eps_inside = check_flag("eps_inside", eps_inside)
+    pieces = [T.add_decayed_weights(weight_decay),
+              T.scale_by_adagrad(initial_accumulator_value, eps, eps_inside),
+              T.scale_by_learning_rate(inverse_time_decay(lr, lr_decay))]
+    return _optimizer("adagrad", pieces, dict(
+        lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+        initial_accumulator_value=initial_accumulator_value, eps=eps, eps_inside=eps_inside))
+
+
+def rmsprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, *,
+            eps_inside=False):
+    r"""RMSProp (Tieleman & Hinton, 2012), as ``torch.optim.RMSprop``.
+
+    .. math::
+        g_t \leftarrow g_t + \lambda\theta_{t-1}, \quad v_t = \alpha v_{t-1} + (1-\alpha) g_t^2,
+        \quad d_t = \frac{g_t}{\sqrt{\tilde v_t} + \epsilon},
+
+        b_t = \mu b_{t-1} + d_t \ (b_0 = 0), \quad \theta_t = \theta_{t-1} - \eta\, b_t
+        \quad(\theta_t = \theta_{t-1} - \eta\, d_t \text{ without momentum}),
+
+    where :math:`\tilde v_t = v_t`, or :math:`v_t - \bar g_t^2` when ``centered``. ``alpha`` is
+    the blog post's ``decay_rate`` (optax calls it ``decay``, default 0.9; Keras ``rho``).
+    ``eps_inside=True`` puts eps inside the root, as TensorFlow/Keras and optax do.
+    """
+    check_lr("lr", lr)
+    check_range("alpha", alpha, 0.0, 1.0)
+    check_range("eps", eps)
+    check_range("weight_decay", weight_decay)
+    check_range("momentum", momentum, 0.0, 1.0)
+    centered = check_flag("centered", centered)
+    eps_inside = check_flag("eps_inside", eps_inside)
+    pieces = [T.add_decayed_weights(weight_decay),
+              T.scale_by_rms(alpha, eps, centered, eps_inside),
+              *([] if ops.is_zero(momentum) else [T.trace(momentum)]),
+              T.scale_by_learning_rate(lr)]
+    return _optimizer("rmsprop", pieces, dict(
+        lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+        centered=centered, eps_inside=eps_inside))
+
+
+def adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
+         decoupled_weight_decay=False, bias_correction=True, eps_hat=False, amsgrad_max="raw",
+         decay_order="before", schedule_multiplier=None):
+    r"""Adam (Kingma & Ba, 2015, Algorithm 1), as ``torch.optim.Adam``.
+
+    .. math::
+        g_t \leftarrow g_t + \lambda\theta_{t-1}, \quad
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,
+
+        \theta_t = \theta_{t-1} - \eta\,\frac{m_t/(1-\beta_1^t)}{\sqrt{v_t/(1-\beta_2^t)} + \epsilon}.
+
+    ``weight_decay`` here is L2 regularisation: :math:`\lambda\theta` joins the gradient and so
+    passes through :math:`m` and :math:`v`. With ``decoupled_weight_decay=True`` (that is,
+    :func:`adamw`) it does not: :math:`\theta_t = \theta_{t-1} - \eta(\text{Adam step} +
+    \lambda\theta_{t-1})`, PyTorch's :math:`\theta \leftarrow \theta(1-\eta\lambda)` before the step.
+
+    Variants (see :func:`optimlab.transforms.scale_by_adam` for the formulas):
+    ``bias_correction=False`` (the blog post, BERT), ``eps_hat=True`` (the paper's efficient
+    form, TensorFlow/Keras), ``amsgrad=True`` with ``amsgrad_max="raw"`` (PyTorch) or
+    ``"corrected"`` (optax), ``decay_order="after"`` (old HuggingFace AdamW: decay the updated
+    weights) and ``schedule_multiplier`` (Loshchilov & Hutter's :math:`\eta_t`:
+    :math:`\theta_t = \theta_{t-1} - \eta_t(\alpha\,\text{Adam step} + \lambda\theta_{t-1})`,
+    :math:`\alpha` = ``lr``).
+    """
+    return _adam("adam", lr, betas, eps, weight_decay, amsgrad, decoupled_weight_decay,
+                 bias_correction, eps_hat, amsgrad_max, decay_order, schedule_multiplier)
+
+
+def adamw(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
+          bias_correction=True, eps_hat=False, amsgrad_max="raw", decay_order="before",
+          schedule_multiplier=None):
+    r"""AdamW (Loshchilov & Hutter, 2019), as ``torch.optim.AdamW``: Adam with decoupled decay.
+
+    .. math::
+        \theta_t = \theta_{t-1} - \eta\left(\frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}
+        + \lambda\theta_{t-1}\right),
+
+    where :math:`m, v` see only the loss gradient. PyTorch writes it as
+    :math:`\theta \leftarrow \theta(1-\eta\lambda)` followed by the Adam step: the same numbers.
+    ``decay_order="after"`` decays the already updated weights, as old HuggingFace/BERT code
+    did (with ``bias_correction=False`` for the original BERT); ``schedule_multiplier``
+    scales the decay by the schedule multiplier :math:`\eta_t` instead of by ``lr``, as in
+    the paper's Algorithm 2. See :func:`adam` for the other variants.
+    """
+    return _adam("adamw", lr, betas, eps, weight_decay, amsgrad, True, bias_correction,
+                 eps_hat, amsgrad_max, decay_order, schedule_multiplier)
+
+
+def _adam(name, lr, betas, eps, weight_decay, amsgrad, decoupled, bias_correction, eps_hat,
+          amsgrad_max, decay_order, schedule_multiplier):
+    check_lr("lr", lr)
+    b1, b2 = check_betas(betas)
+    check_range("eps", eps)
+    check_range("weight_decay", weight_decay)
+    amsgrad = check_flag("amsgrad", amsgrad)
+    decoupled = check_flag("decoupled_weight_decay", decoupled)
+    bias_correction = check_flag("bias_correction", bias_correction)
+    eps_hat = check_flag("eps_hat", eps_hat)
+    check_choice("amsgrad_max", amsgrad_max, ("raw", "corrected"))
+    check_choice("decay_order", decay_order, ("before", "after"))
+    _check_schedule_multiplier(schedule_multiplier, decoupled)
+    if eps_hat and amsgrad and amsgrad_max == "corrected":
+        raise ValueError("eps_hat=True works on the raw v; it does not combine with "
+                         "amsgrad_max='corrected'")
+    if decay_order == "after" and (not decoupled or schedule_multiplier is not None):
+        raise ValueError("decay_order='after' is a form of decoupled weight decay scaled by lr; "
+                         "use adamw (or decoupled_weight_decay=True) without schedule_multiplier")
+    direction = [T.scale_by_adam(b1, b2, eps, bias_correction=bias_correction, eps_hat=eps_hat,
+                                 amsgrad=amsgrad, amsgrad_max=amsgrad_max)]
+    pieces = _decay_pieces(direction, lr, weight_decay, decoupled, schedule_multiplier,
+                           decay_order)
+    hyper = dict(lr=lr, betas=(b1, b2), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
+    if name == "adam":
+        hyper["decoupled_weight_decay"] = decoupled
+    hyper.update(bias_correction=bias_correction, eps_hat=eps_hat, amsgrad_max=amsgrad_max,
+                 decay_order=decay_order, schedule_multiplier=schedule_multiplier)
+    return _optimizer(name, pieces, hyper)
