@@ -18,6 +18,13 @@ from .optimizer import Optimizer, OptState, apply_updates
 from .optimizers import adagrad, adam, adamw, inverse_time_decay, rmsprop, sgd
 from .transforms import Transform, chain
 
+
+def run(opt, objective, x0, steps):
+    """Shortcut for :func:`optimlab.runner.run`."""
+    from .runner import run as _run
+
+    return _run(opt, objective, x0, steps)
+
 __version__ = "0.1.0"
 
 _LAZY = ("symbolic", "schedules", "objectives", "runner", "plotting", "datasets", "models")
@@ -31,4 +38,4 @@ def __getattr__(name):
 
 
 __all__ = ["Optimizer", "OptState", "Transform", "adagrad", "adam", "adamw", "apply_updates",
-           "chain", "inverse_time_decay", "ops", "rmsprop", "sgd", "transforms", *_LAZY]
+           "chain", "inverse_time_decay", "ops", "rmsprop", "run", "sgd", "transforms", *_LAZY]

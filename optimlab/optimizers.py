@@ -6,14 +6,44 @@ that broadcast against the parameters (a batch of runs), sympy symbols (the symb
 and ``lr`` may be a schedule: a callable of the number of updates already made.
 """
 
+import numpy as np
+
 from . import ops
 from . import transforms as T
 from .optimizer import Optimizer
 from .validation import check_betas, check_choice, check_flag, check_lr, check_range, value_at
 
 
-def _optimizer(name, pieces, hyperparams):
-    return Optimizer(T.chain(*pieces), name, hyperparams)
+def _optimizer(name, build, hyperparams):
+    """An Optimizer whose rule is ``chain(*build(**hyperparams))``, specialised per array rank.
+
+    A hyperparameter array of shape (K,) or (K, 1, ..., 1) holds one value per run along the
+    parameters' leading axis: for each parameter array it is reshaped to (K, 1, ..., 1) of that
+    array's rank, so a dict of weights (K, d, c) and biases (K, c) shares one batch of runs.
+    Any other array shape must broadcast against every parameter array as it is.
+    """
+    rules = {}
+
+    def rule(p):
+        rank = 0 if ops.is_symbolic(p) else np.ndim(p)
+        if rank not in rules:
+            rules[rank] = T.chain(*build(**{k: _for_rank(v, rank) for k, v in hyperparams.items()}))
+        return rules[rank]
+
+    transform = T.Transform(lambda p: rule(p).init(p),
+                            lambda u, s, p, t: rule(p).update(u, s, p, t))
+    return Optimizer(transform, name, hyperparams)
+
+
+def _for_rank(value, rank):
+    if isinstance(value, tuple):
+        return tuple(_for_rank(v, rank) for v in value)
+    if callable(value) or ops.is_symbolic(value) or isinstance(value, bool | str) or value is None:
+        return value
+    shape = np.shape(value)
+    if len(shape) >= 1 and all(n == 1 for n in shape[1:]) and rank >= 1:
+        return np.reshape(value, (shape[0],) + (1,) * (rank - 1))
+    return value
 
 
 def _decay_pieces(direction, lr, weight_decay, decoupled, schedule_multiplier, decay_order):
@@ -73,17 +103,19 @@ def sgd(lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0, 
     if lr_in_buffer and (decoupled or schedule_multiplier is not None):
         raise ValueError("lr_in_buffer=True is the plain heavy-ball form; it does not combine "
                          "with decoupled weight decay")
-    momentum_piece = [] if ops.is_zero(momentum) else [T.trace(momentum, dampening, nesterov)]
-    if lr_in_buffer:
-        pieces = [T.add_decayed_weights(weight_decay), T.scale_by_learning_rate(lr),
-                  *momentum_piece]
-    else:
-        pieces = _decay_pieces(momentum_piece, lr, weight_decay, decoupled,
-                               schedule_multiplier, "before")
-    return _optimizer("sgd", pieces, dict(
+    return _optimizer("sgd", _sgd_pieces, dict(
         lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
         weight_decay=weight_decay, lr_in_buffer=lr_in_buffer,
         decoupled_weight_decay=decoupled, schedule_multiplier=schedule_multiplier))
+
+
+def _sgd_pieces(lr, momentum, dampening, nesterov, weight_decay, lr_in_buffer,
+                decoupled_weight_decay, schedule_multiplier):
+    momentum_piece = [] if ops.is_zero(momentum) else [T.trace(momentum, dampening, nesterov)]
+    if lr_in_buffer:
+        return [T.add_decayed_weights(weight_decay), T.scale_by_learning_rate(lr), *momentum_piece]
+    return _decay_pieces(momentum_piece, lr, weight_decay, decoupled_weight_decay,
+                         schedule_multiplier, "before")
 
 
 def inverse_time_decay(lr, lr_decay):
@@ -112,12 +144,15 @@ def adagrad(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0
     check_range("initial_accumulator_value", initial_accumulator_value)
     check_range("eps", eps)
     eps_inside = check_flag("eps_inside", eps_inside)
-    pieces = [T.add_decayed_weights(weight_decay),
-              T.scale_by_adagrad(initial_accumulator_value, eps, eps_inside),
-              T.scale_by_learning_rate(inverse_time_decay(lr, lr_decay))]
-    return _optimizer("adagrad", pieces, dict(
+    return _optimizer("adagrad", _adagrad_pieces, dict(
         lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
         initial_accumulator_value=initial_accumulator_value, eps=eps, eps_inside=eps_inside))
+
+
+def _adagrad_pieces(lr, lr_decay, weight_decay, initial_accumulator_value, eps, eps_inside):
+    return [T.add_decayed_weights(weight_decay),
+            T.scale_by_adagrad(initial_accumulator_value, eps, eps_inside),
+            T.scale_by_learning_rate(inverse_time_decay(lr, lr_decay))]
 
 
 def rmsprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, *,
@@ -142,13 +177,16 @@ def rmsprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, cente
     check_range("momentum", momentum, 0.0, 1.0)
     centered = check_flag("centered", centered)
     eps_inside = check_flag("eps_inside", eps_inside)
-    pieces = [T.add_decayed_weights(weight_decay),
-              T.scale_by_rms(alpha, eps, centered, eps_inside),
-              *([] if ops.is_zero(momentum) else [T.trace(momentum)]),
-              T.scale_by_learning_rate(lr)]
-    return _optimizer("rmsprop", pieces, dict(
+    return _optimizer("rmsprop", _rmsprop_pieces, dict(
         lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
         centered=centered, eps_inside=eps_inside))
+
+
+def _rmsprop_pieces(lr, alpha, eps, weight_decay, momentum, centered, eps_inside):
+    return [T.add_decayed_weights(weight_decay),
+            T.scale_by_rms(alpha, eps, centered, eps_inside),
+            *([] if ops.is_zero(momentum) else [T.trace(momentum)]),
+            T.scale_by_learning_rate(lr)]
 
 
 def adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
@@ -218,13 +256,19 @@ def _adam(name, lr, betas, eps, weight_decay, amsgrad, decoupled, bias_correctio
     if decay_order == "after" and (not decoupled or schedule_multiplier is not None):
         raise ValueError("decay_order='after' is a form of decoupled weight decay scaled by lr; "
                          "use adamw (or decoupled_weight_decay=True) without schedule_multiplier")
-    direction = [T.scale_by_adam(b1, b2, eps, bias_correction=bias_correction, eps_hat=eps_hat,
+    hyper = dict(lr=lr, betas=(b1, b2), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                 decoupled_weight_decay=decoupled, bias_correction=bias_correction,
+                 eps_hat=eps_hat, amsgrad_max=amsgrad_max, decay_order=decay_order,
+                 schedule_multiplier=schedule_multiplier)
+    if name == "adamw":
+        del hyper["decoupled_weight_decay"]
+        return _optimizer(name, lambda **h: _adam_pieces(**h, decoupled_weight_decay=True), hyper)
+    return _optimizer(name, _adam_pieces, hyper)
+
+
+def _adam_pieces(lr, betas, eps, weight_decay, amsgrad, decoupled_weight_decay, bias_correction,
+                 eps_hat, amsgrad_max, decay_order, schedule_multiplier):
+    direction = [T.scale_by_adam(*betas, eps, bias_correction=bias_correction, eps_hat=eps_hat,
                                  amsgrad=amsgrad, amsgrad_max=amsgrad_max)]
-    pieces = _decay_pieces(direction, lr, weight_decay, decoupled, schedule_multiplier,
-                           decay_order)
-    hyper = dict(lr=lr, betas=(b1, b2), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
-    if name == "adam":
-        hyper["decoupled_weight_decay"] = decoupled
-    hyper.update(bias_correction=bias_correction, eps_hat=eps_hat, amsgrad_max=amsgrad_max,
-                 decay_order=decay_order, schedule_multiplier=schedule_multiplier)
-    return _optimizer(name, pieces, hyper)
+    return _decay_pieces(direction, lr, weight_decay, decoupled_weight_decay,
+                         schedule_multiplier, decay_order)
