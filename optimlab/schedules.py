@@ -19,13 +19,14 @@ def _scalar(x):
 
 
 def constant(value):
-    """:math:`\\eta_t = \\eta`."""
+    r""":math:`\eta_t = \eta`."""
     check_range("value", value)
     return lambda count: _scalar(value + 0.0 * _count(count))
 
 
 def step_decay(value, step_size, gamma=0.1):
-    """:math:`\\eta \\gamma^{\\lfloor \\mathrm{count}/\\mathrm{step\\_size} \\rfloor}` (``torch.optim.lr_scheduler.StepLR``)."""
+    r""":math:`\eta\,\gamma^{\lfloor \mathrm{count}/\mathrm{step\_size} \rfloor}`
+    (``torch.optim.lr_scheduler.StepLR``)."""
     check_range("value", value)
     check_range("step_size", step_size, 1.0)
     check_range("gamma", gamma, 0.0, 1.0, hi_closed=True)
