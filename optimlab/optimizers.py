@@ -50,8 +50,8 @@ def _decay_pieces(direction, lr, weight_decay, decoupled, schedule_multiplier, d
     """Where weight decay enters relative to ``direction`` (the preconditioned step)."""
     if schedule_multiplier is not None:
         # Loshchilov & Hutter, Alg. 2: theta -= eta_t * (lr * direction + lambda * theta)
-        return [*direction, T.scale(lr), T.add_decayed_weights(weight_decay),
-                T.scale_by_learning_rate(schedule_multiplier)]
+        return [*direction, T.scale(lr, name="lr"), T.add_decayed_weights(weight_decay),
+                T.scale_by_learning_rate(schedule_multiplier, name="schedule_multiplier")]
     if decay_order == "after":
         return [*direction, T.scale_by_learning_rate(lr), T.decay_after_update(weight_decay, lr)]
     if decoupled:
@@ -88,6 +88,9 @@ def sgd(lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0, 
       :math:`\theta_t = \theta_{t-1} - \eta_t(\alpha b_t + \lambda\theta_{t-1})` with
       :math:`\alpha` = ``lr``; with :math:`\eta_t = 1` and no momentum this is their
       Proposition 1's weight decay, equal to L2 with :math:`\lambda' = \lambda/\alpha`.
+      The paper's buffer holds :math:`\eta_t\alpha g_t` (:math:`m_t = \mu m_{t-1} + \eta_t\alpha g_t`)
+      where this one holds :math:`g_t`: the same numbers while :math:`\eta_t` is constant or
+      without momentum, not under a varying :math:`\eta_t` with momentum.
     """
     check_lr("lr", lr)
     check_range("momentum", momentum, 0.0, 1.0)
@@ -96,7 +99,7 @@ def sgd(lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0, 
     nesterov = check_flag("nesterov", nesterov)
     lr_in_buffer = check_flag("lr_in_buffer", lr_in_buffer)
     decoupled = check_flag("decoupled_weight_decay", decoupled_weight_decay)
-    if nesterov and (ops.is_zero(momentum) or not ops.is_zero(dampening)):
+    if nesterov and (_some_zero(momentum) or not _all_zero(dampening)):
         raise ValueError("nesterov=True requires momentum > 0 and dampening = 0; "
                          f"got momentum={momentum!r}, dampening={dampening!r}")
     _check_schedule_multiplier(schedule_multiplier, decoupled)
@@ -111,11 +114,24 @@ def sgd(lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0, 
 
 def _sgd_pieces(lr, momentum, dampening, nesterov, weight_decay, lr_in_buffer,
                 decoupled_weight_decay, schedule_multiplier):
+    if np.ndim(momentum) > 0 and not ops.is_symbolic(momentum, dampening):
+        # torch ignores dampening without momentum: so must a batch row whose momentum is 0
+        dampening = np.where(np.asarray(momentum) == 0, 0.0, dampening)
     momentum_piece = [] if ops.is_zero(momentum) else [T.trace(momentum, dampening, nesterov)]
     if lr_in_buffer:
         return [T.add_decayed_weights(weight_decay), T.scale_by_learning_rate(lr), *momentum_piece]
     return _decay_pieces(momentum_piece, lr, weight_decay, decoupled_weight_decay,
                          schedule_multiplier, "before")
+
+
+def _some_zero(x):
+    """True if a number or some element of an array is 0 (never for a symbol)."""
+    return not ops.is_symbolic(x) and bool(np.any(np.asarray(x) == 0))
+
+
+def _all_zero(x):
+    """True if a number or every element of an array is 0 (never for a symbol)."""
+    return not ops.is_symbolic(x) and bool(np.all(np.asarray(x) == 0))
 
 
 def inverse_time_decay(lr, lr_decay):

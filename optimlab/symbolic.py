@@ -47,7 +47,9 @@ def _slot(field, value, suffix):
         return None
     if isinstance(value, tuple):
         return type(value)(map_state(lambda x: x, value))
-    return sympy.Symbol(f"{field}{suffix}", real=True, nonnegative=field in NONNEGATIVE_SLOTS)
+    # nonnegative=False would declare a real symbol negative: pass None (unknown) for m, b, ...
+    return sympy.Symbol(f"{field}{suffix}", real=True,
+                        nonnegative=True if field in NONNEGATIVE_SLOTS else None)
 
 
 def trajectory(opt, p0, grad, steps, t0=1):

@@ -75,15 +75,17 @@ def add_decayed_weights(weight_decay):
     return _stateless(lambda u, p, t: u if ops.is_zero(weight_decay) else u + weight_decay * p)
 
 
-def scale(factor):
-    r"""Multiply the update by a constant or a schedule: :math:`u \leftarrow c_t\,u`."""
-    return _stateless(lambda u, p, t: value_at("factor", factor, t - 1) * u)
+def scale(factor, name="factor"):
+    r"""Multiply the update by a constant or a schedule: :math:`u \leftarrow c_t\,u`.
+    ``name`` is the argument named in the error when a schedule returns an invalid value."""
+    return _stateless(lambda u, p, t: value_at(name, factor, t - 1) * u)
 
 
-def scale_by_learning_rate(lr):
+def scale_by_learning_rate(lr, name="lr"):
     r"""The descent step: :math:`u \leftarrow -\eta_t\,u`, with :math:`\eta_t` = ``lr(t - 1)`` for a
-    schedule (a callable of the number of updates already made) or ``lr`` itself."""
-    return _stateless(lambda u, p, t: -value_at("lr", lr, t - 1) * u)
+    schedule (a callable of the number of updates already made) or ``lr`` itself.
+    ``name`` is the argument named in the error when a schedule returns an invalid value."""
+    return _stateless(lambda u, p, t: -value_at(name, lr, t - 1) * u)
 
 
 def decay_after_update(weight_decay, lr):
@@ -116,7 +118,7 @@ def trace(momentum, dampening=0.0, nesterov=False):
 
     def update(u, state, p, t):
         damp = 0 if t == 1 else dampening  # b_0 = 0, so step 1 gives b_1 = u_1 exactly
-        b = momentum * state.b + (1 - damp) * u
+        b = momentum * state.b + (u if ops.is_zero(damp) else (1 - damp) * u)
         return (u + momentum * b if nesterov else b), TraceState(b)
 
     return Transform(init, update)
