@@ -26,6 +26,10 @@ test: $(STAMP)  ## unit tests, nbval on every chapter, and the site tests
 unit: $(STAMP)  ## only the unit and property tests
 	$(BIN)/python -m pytest tests -q --ignore=tests/site
 
+site: $(STAMP)  ## build the site and test every page in headless Chromium
+	$(JB_BUILD)
+	$(BIN)/python -m pytest tests/site -q
+
 nbval: $(STAMP)  ## only nbval on the book's notebooks
 	$(BIN)/python -m pytest book $(NBVAL) -q
 
