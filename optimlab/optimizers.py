@@ -4,6 +4,7 @@ Each is a chain of the rules in :mod:`optimlab.transforms`; the extra keyword-on
 select the variants the book discusses, each with its source. Hyperparameters may be arrays
 that broadcast against the parameters (a batch of runs), sympy symbols (the symbolic driver),
 and ``lr`` may be a schedule: a callable of the number of updates already made.
+The ``*_pieces`` functions return the list of transforms each optimizer chains.
 """
 
 import numpy as np
@@ -20,7 +21,9 @@ def _optimizer(name, build, hyperparams):
     A hyperparameter array of shape (K,) or (K, 1, ..., 1) holds one value per run along the
     parameters' leading axis: for each parameter array it is reshaped to (K, 1, ..., 1) of that
     array's rank, so a dict of weights (K, d, c) and biases (K, c) shares one batch of runs.
-    Any other array shape must broadcast against every parameter array as it is.
+    Any other array shape must broadcast against every parameter array as it is. The values
+    of a schedule are treated the same way. (So with batched params of shape (K, d), a
+    per-coordinate array must be written with shape (1, d) when d equals K.)
     """
     rules = {}
 
@@ -38,7 +41,9 @@ def _optimizer(name, build, hyperparams):
 def _for_rank(value, rank):
     if isinstance(value, tuple):
         return tuple(_for_rank(v, rank) for v in value)
-    if callable(value) or ops.is_symbolic(value) or isinstance(value, bool | str) or value is None:
+    if callable(value):  # a schedule: its values are per-run vectors too
+        return lambda count: _for_rank(value(count), rank)
+    if ops.is_symbolic(value) or isinstance(value, bool | str) or value is None:
         return value
     shape = np.shape(value)
     if len(shape) >= 1 and all(n == 1 for n in shape[1:]) and rank >= 1:
@@ -46,8 +51,11 @@ def _for_rank(value, rank):
     return value
 
 
-def _decay_pieces(direction, lr, weight_decay, decoupled, schedule_multiplier, decay_order):
-    """Where weight decay enters relative to ``direction`` (the preconditioned step)."""
+def decay_pieces(direction, lr, weight_decay, decoupled, schedule_multiplier, decay_order):
+    r"""The pieces around ``direction`` (a list of transforms: the preconditioned step) that put
+    weight decay where each variant puts it: before the direction (L2, the gradient sees
+    :math:`\lambda\theta`), after it (decoupled, PyTorch's AdamW), after the learning rate
+    (``decay_order="after"``) or scaled by a schedule multiplier (Loshchilov & Hutter)."""
     if schedule_multiplier is not None:
         # Loshchilov & Hutter, Alg. 2: theta -= eta_t * (lr * direction + lambda * theta)
         return [*direction, T.scale(lr, name="lr"), T.add_decayed_weights(weight_decay),
@@ -106,21 +114,22 @@ def sgd(lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0, 
     if lr_in_buffer and (decoupled or schedule_multiplier is not None):
         raise ValueError("lr_in_buffer=True is the plain heavy-ball form; it does not combine "
                          "with decoupled weight decay")
-    return _optimizer("sgd", _sgd_pieces, dict(
+    return _optimizer("sgd", sgd_pieces, dict(
         lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
         weight_decay=weight_decay, lr_in_buffer=lr_in_buffer,
         decoupled_weight_decay=decoupled, schedule_multiplier=schedule_multiplier))
 
 
-def _sgd_pieces(lr, momentum, dampening, nesterov, weight_decay, lr_in_buffer,
+def sgd_pieces(lr, momentum, dampening, nesterov, weight_decay, lr_in_buffer,
                 decoupled_weight_decay, schedule_multiplier):
+    """The transforms whose chain is :func:`sgd`, in order (the order is the algorithm)."""
     if np.ndim(momentum) > 0 and not ops.is_symbolic(momentum, dampening):
         # torch ignores dampening without momentum: so must a batch row whose momentum is 0
         dampening = np.where(np.asarray(momentum) == 0, 0.0, dampening)
     momentum_piece = [] if ops.is_zero(momentum) else [T.trace(momentum, dampening, nesterov)]
     if lr_in_buffer:
         return [T.add_decayed_weights(weight_decay), T.scale_by_learning_rate(lr), *momentum_piece]
-    return _decay_pieces(momentum_piece, lr, weight_decay, decoupled_weight_decay,
+    return decay_pieces(momentum_piece, lr, weight_decay, decoupled_weight_decay,
                          schedule_multiplier, "before")
 
 
@@ -160,12 +169,13 @@ def adagrad(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0
     check_range("initial_accumulator_value", initial_accumulator_value)
     check_range("eps", eps)
     eps_inside = check_flag("eps_inside", eps_inside)
-    return _optimizer("adagrad", _adagrad_pieces, dict(
+    return _optimizer("adagrad", adagrad_pieces, dict(
         lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
         initial_accumulator_value=initial_accumulator_value, eps=eps, eps_inside=eps_inside))
 
 
-def _adagrad_pieces(lr, lr_decay, weight_decay, initial_accumulator_value, eps, eps_inside):
+def adagrad_pieces(lr, lr_decay, weight_decay, initial_accumulator_value, eps, eps_inside):
+    """The transforms whose chain is :func:`adagrad`, in order (the order is the algorithm)."""
     return [T.add_decayed_weights(weight_decay),
             T.scale_by_adagrad(initial_accumulator_value, eps, eps_inside),
             T.scale_by_learning_rate(inverse_time_decay(lr, lr_decay))]
@@ -193,12 +203,13 @@ def rmsprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, cente
     check_range("momentum", momentum, 0.0, 1.0)
     centered = check_flag("centered", centered)
     eps_inside = check_flag("eps_inside", eps_inside)
-    return _optimizer("rmsprop", _rmsprop_pieces, dict(
+    return _optimizer("rmsprop", rmsprop_pieces, dict(
         lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
         centered=centered, eps_inside=eps_inside))
 
 
-def _rmsprop_pieces(lr, alpha, eps, weight_decay, momentum, centered, eps_inside):
+def rmsprop_pieces(lr, alpha, eps, weight_decay, momentum, centered, eps_inside):
+    """The transforms whose chain is :func:`rmsprop`, in order (the order is the algorithm)."""
     return [T.add_decayed_weights(weight_decay),
             T.scale_by_rms(alpha, eps, centered, eps_inside),
             *([] if ops.is_zero(momentum) else [T.trace(momentum)]),
@@ -278,13 +289,14 @@ def _adam(name, lr, betas, eps, weight_decay, amsgrad, decoupled, bias_correctio
                  schedule_multiplier=schedule_multiplier)
     if name == "adamw":
         del hyper["decoupled_weight_decay"]
-        return _optimizer(name, lambda **h: _adam_pieces(**h, decoupled_weight_decay=True), hyper)
-    return _optimizer(name, _adam_pieces, hyper)
+        return _optimizer(name, lambda **h: adam_pieces(**h, decoupled_weight_decay=True), hyper)
+    return _optimizer(name, adam_pieces, hyper)
 
 
-def _adam_pieces(lr, betas, eps, weight_decay, amsgrad, decoupled_weight_decay, bias_correction,
+def adam_pieces(lr, betas, eps, weight_decay, amsgrad, decoupled_weight_decay, bias_correction,
                  eps_hat, amsgrad_max, decay_order, schedule_multiplier):
+    """The transforms whose chain is :func:`adam`, in order (the order is the algorithm)."""
     direction = [T.scale_by_adam(*betas, eps, bias_correction=bias_correction, eps_hat=eps_hat,
                                  amsgrad=amsgrad, amsgrad_max=amsgrad_max)]
-    return _decay_pieces(direction, lr, weight_decay, decoupled_weight_decay,
+    return decay_pieces(direction, lr, weight_decay, decoupled_weight_decay,
                          schedule_multiplier, decay_order)
