@@ -122,7 +122,7 @@ def sgd(lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0, 
 
 def sgd_pieces(lr, momentum, dampening, nesterov, weight_decay, lr_in_buffer,
                 decoupled_weight_decay, schedule_multiplier):
-    """The transforms whose chain is :func:`sgd`, in order (the order is the algorithm)."""
+    """The transforms whose chain is :func:`optimlab.sgd`, in order (the order is the algorithm)."""
     if np.ndim(momentum) > 0 and not ops.is_symbolic(momentum, dampening):
         # torch ignores dampening without momentum: so must a batch row whose momentum is 0
         dampening = np.where(np.asarray(momentum) == 0, 0.0, dampening)
@@ -175,7 +175,7 @@ def adagrad(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0
 
 
 def adagrad_pieces(lr, lr_decay, weight_decay, initial_accumulator_value, eps, eps_inside):
-    """The transforms whose chain is :func:`adagrad`, in order (the order is the algorithm)."""
+    """The transforms whose chain is :func:`optimlab.adagrad`, in order (the order is the algorithm)."""
     return [T.add_decayed_weights(weight_decay),
             T.scale_by_adagrad(initial_accumulator_value, eps, eps_inside),
             T.scale_by_learning_rate(inverse_time_decay(lr, lr_decay))]
@@ -209,7 +209,7 @@ def rmsprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, cente
 
 
 def rmsprop_pieces(lr, alpha, eps, weight_decay, momentum, centered, eps_inside):
-    """The transforms whose chain is :func:`rmsprop`, in order (the order is the algorithm)."""
+    """The transforms whose chain is :func:`optimlab.rmsprop`, in order (the order is the algorithm)."""
     return [T.add_decayed_weights(weight_decay),
             T.scale_by_rms(alpha, eps, centered, eps_inside),
             *([] if ops.is_zero(momentum) else [T.trace(momentum)]),
@@ -295,7 +295,7 @@ def _adam(name, lr, betas, eps, weight_decay, amsgrad, decoupled, bias_correctio
 
 def adam_pieces(lr, betas, eps, weight_decay, amsgrad, decoupled_weight_decay, bias_correction,
                  eps_hat, amsgrad_max, decay_order, schedule_multiplier):
-    """The transforms whose chain is :func:`adam`, in order (the order is the algorithm)."""
+    """The transforms whose chain is :func:`optimlab.adam`, in order (the order is the algorithm)."""
     direction = [T.scale_by_adam(*betas, eps, bias_correction=bias_correction, eps_hat=eps_hat,
                                  amsgrad=amsgrad, amsgrad_max=amsgrad_max)]
     return decay_pieces(direction, lr, weight_decay, decoupled_weight_decay,
