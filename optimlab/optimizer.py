@@ -7,16 +7,16 @@
     state = opt.step(params, grads, state)              # in place, for large arrays
 
 ``update`` never modifies its arguments. ``step`` evaluates the *same* rule on cache-sized
-blocks of the flattened arrays and writes the results into ``params`` and the state's arrays.
+blocks of the flattened arrays and writes the results into ``params`` and the state's arrays
+(:mod:`optimlab.fast`).
 """
 
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import fast
 from .tree import leaves, map_leaves, map_state, state_arrays, unzip
-
-BLOCK = 1 << 14  # elements per block in ``step``: a few arrays of it fit in a core's L2 cache
 
 
 class OptState(NamedTuple):
@@ -42,6 +42,7 @@ class Optimizer:
         self.name = name
         self.hyperparams = dict(hyperparams)
         self.nonfinite = nonfinite
+        self._batched = None
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparams.items())
@@ -54,9 +55,11 @@ class Optimizer:
     @property
     def batched(self):
         """True if some hyperparameter is an array (a batch of runs)."""
-        flat = [x for v in self.hyperparams.values()
-                for x in (v if isinstance(v, tuple) else (v,))]
-        return any(not callable(x) and np.ndim(x) > 0 for x in flat)
+        if self._batched is None:
+            flat = [x for v in self.hyperparams.values()
+                    for x in (v if isinstance(v, tuple) else (v,))]
+            self._batched = any(not callable(x) and np.ndim(x) > 0 for x in flat)
+        return self._batched
 
     # -- the pure API -------------------------------------------------------------------------
     def init(self, params):
@@ -91,22 +94,24 @@ class Optimizer:
     def step(self, params, grads, state):
         """Update ``params`` and the arrays of ``state`` in place; return the new state.
 
-        The rule is evaluated block by block on flattened views (whole arrays when the
-        hyperparameters are arrays), so temporaries stay small. Gradients are checked before
-        anything is written; a non-finite update (say 0/0 with ``eps=0``) raises, leaving
-        params and state partly updated.
+        The same numbers as ``update`` followed by ``apply_updates``, bit for bit, without
+        their temporary arrays: the rule is traced once per step and replayed on cache-sized
+        blocks of the flattened arrays, on all cores (see :mod:`optimlab.fast`; batched
+        hyperparameters and small arrays take the whole arrays at once). Every gradient is
+        checked before anything is written: a NaN or infinite one raises (or, with
+        :meth:`skip_nonfinite`, skips the step) leaving params and state untouched. A
+        non-finite *update* with finite gradients (say 0/0 with ``eps=0``) is only seen
+        while writing: it raises, leaving params and state partly updated.
         """
         t = _check_state(state) + 1
         checked = map_leaves(self._check_step_leaf, params, grads, state.inner,
                              names=("grads", "state.inner"))
         pieces = leaves(checked)
-        if not all(_finite(g) for _, g, _ in pieces):
+        if not fast.all_finite([g for _, _, g, _ in pieces]):
             if self.nonfinite == "skip":
                 return state
             self._nonfinite(grads, state, params, t)
-        block = None if self.batched else BLOCK
-        for p, g, s in pieces:
-            _apply_in_place(self.transform, p, g, s, t, block)
+        fast.step_in_place(self.transform, pieces, t, self.batched)
         return OptState(t, state.inner)
 
     def _check_step_leaf(self, path, p, g, s):
@@ -119,7 +124,7 @@ class Optimizer:
             if not a.flags.writeable or a.dtype != p.dtype:
                 raise ValueError(f"state.inner at {path} must hold writable {p.dtype} arrays "
                                  "for step(); use update() with this state")
-        return _Leaf((p, g, s))
+        return _Leaf((path, p, g, s))
 
     def _nonfinite(self, grads, state, params, t):
         if self.nonfinite == "skip":
@@ -137,7 +142,7 @@ def apply_updates(params, updates):
         u = np.asarray(u)
         if u.shape != p.shape:
             raise ValueError(f"updates at {path} has shape {u.shape} but params has {p.shape}")
-        return (p + u).astype(p.dtype, copy=False)
+        return np.asarray(p + u).astype(p.dtype, copy=False)  # an array also for 0-d params
 
     return map_leaves(leaf, params, updates, names=("updates",))
 
@@ -146,32 +151,6 @@ class _Leaf(tuple):
     """A (param, grad, state) triple, kept whole by the tree walkers."""
 
     _fields = ()
-
-
-def _apply_in_place(transform, p, g, s, t, block):
-    n = p.size
-    contiguous = all(a.flags.c_contiguous for a in (p, g, *state_arrays(s)))
-    if block is None or n <= block or not contiguous:
-        u, s_new = transform.update(g, s, p, t)
-        _write(p, g, s, s_new, u, t, slice(None), whole=True)
-        return
-    p1, g1 = p.reshape(-1), g.reshape(-1)
-    s1 = map_state(lambda a: a.reshape(-1), s)
-    for start in range(0, n, block):
-        sl = slice(start, start + block)
-        sb = map_state(lambda a, sl=sl: a[sl], s1)
-        u, s_new = transform.update(g1[sl], sb, p1[sl], t)
-        _write(p1[sl], g1[sl], sb, s_new, u, t, sl, whole=False)
-
-
-def _write(p, g, s, s_new, u, t, sl, whole):
-    if not np.isfinite(u).all():
-        raise FloatingPointError(f"the update became non-finite at step {t} (is eps 0 where a "
-                                 "gradient is 0?); params and state are partly updated")
-    for dst, src in zip(state_arrays(s), state_arrays(s_new), strict=True):
-        if dst is not src:
-            dst[...] = src
-    p += u
 
 
 def _cast_state(s, dtype):
