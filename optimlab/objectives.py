@@ -65,12 +65,14 @@ def quadratic(condition=10.0, dim=2, angle=0.0, lmax=1.0):
     A = rot @ np.diag(eig) @ rot.T
     A = (A + A.T) / 2
 
-    def value(x):
-        x = _points(x, dim)
-        return 0.5 * np.einsum("...i,ij,...j->...", x, A, x)
-
     def grad(x):
-        return _points(x, dim) @ A  # A is symmetric
+        # Summed column by column rather than with a matrix product: BLAS may round a batch
+        # of points differently from a single point, and chaotic runs amplify the last bit.
+        x = _points(x, dim)
+        return sum(x[..., j:j + 1] * A[j] for j in range(dim))  # A is symmetric
+
+    def value(x):
+        return 0.5 * np.sum(_points(x, dim) * grad(x), axis=-1)
 
     x0 = np.full(dim, 1.0)
     if dim == 2:
