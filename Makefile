@@ -6,6 +6,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JB_BUILD := $(BIN)/jupyter-book build . -W -n --keep-going
 NBVAL := --nbval --nbval-sanitize-with tests/sanitize.cfg --nbval-current-env
+# Notebooks run with single-threaded BLAS: the same rounding on every machine and no
+# threads fighting over a small CPU. (Benchmarks set their own threading.)
+export OPENBLAS_NUM_THREADS ?= 1
+export OMP_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
 
 .PHONY: book test unit nbval site notebooks bench lint clean
 
@@ -40,7 +45,7 @@ notebooks: $(STAMP)  ## re-execute every notebook in place, top to bottom, in a 
 	done
 
 bench: $(STAMP)  ## performance tables (torch comparisons need: pip install torch==2.13.0)
-	$(BIN)/python benchmarks/run_all.py
+	env -u OPENBLAS_NUM_THREADS -u OMP_NUM_THREADS -u MKL_NUM_THREADS $(BIN)/python benchmarks/run_all.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check optimlab tests benchmarks
