@@ -10,7 +10,7 @@ import numpy as np
 
 def is_symbolic(*values):
     """True if any value is a sympy object (a symbol or an expression)."""
-    return any(type(v).__module__.startswith("sympy") for v in values)
+    return any((type(v).__module__ or "").startswith("sympy") for v in values)
 
 
 def sqrt(x):

@@ -8,7 +8,7 @@
 
 ``update`` never modifies its arguments. ``step`` evaluates the *same* rule on cache-sized
 blocks of the flattened arrays and writes the results into ``params`` and the state's arrays
-(:mod:`optimlab.fast`).
+(``optimlab.fast``).
 """
 
 from typing import Any, NamedTuple
@@ -42,7 +42,6 @@ class Optimizer:
         self.name = name
         self.hyperparams = dict(hyperparams)
         self.nonfinite = nonfinite
-        self._batched = None
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparams.items())
@@ -55,11 +54,9 @@ class Optimizer:
     @property
     def batched(self):
         """True if some hyperparameter is an array (a batch of runs)."""
-        if self._batched is None:
-            flat = [x for v in self.hyperparams.values()
-                    for x in (v if isinstance(v, tuple) else (v,))]
-            self._batched = any(not callable(x) and np.ndim(x) > 0 for x in flat)
-        return self._batched
+        flat = [x for v in self.hyperparams.values()
+                for x in (v if isinstance(v, tuple) else (v,))]
+        return any(not callable(x) and np.ndim(x) > 0 for x in flat)
 
     # -- the pure API -------------------------------------------------------------------------
     def init(self, params):
@@ -96,8 +93,8 @@ class Optimizer:
 
         The same numbers as ``update`` followed by ``apply_updates``, bit for bit, without
         their temporary arrays: the rule is traced once per step and replayed on cache-sized
-        blocks of the flattened arrays, on all cores (see :mod:`optimlab.fast`; batched
-        hyperparameters and small arrays take the whole arrays at once). Every gradient is
+        blocks of the flattened arrays (of whole runs, for a batch of runs), on all cores
+        (see ``optimlab.fast``; small arrays are updated whole). Every gradient is
         checked before anything is written: a NaN or infinite one raises (or, with
         :meth:`skip_nonfinite`, skips the step) leaving params and state untouched. A
         non-finite *update* with finite gradients (say 0/0 with ``eps=0``) is only seen
@@ -111,7 +108,7 @@ class Optimizer:
             if self.nonfinite == "skip":
                 return state
             self._nonfinite(grads, state, params, t)
-        fast.step_in_place(self.transform, pieces, t, self.batched)
+        fast.step_in_place(self.transform, pieces, t)
         return OptState(t, state.inner)
 
     def _check_step_leaf(self, path, p, g, s):
