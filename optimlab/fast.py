@@ -1,4 +1,4 @@
-"""The in-place fast path behind :meth:`Optimizer.step <optimlab.Optimizer.step>`.
+"""The in-place fast path behind :meth:`Optimizer.step <optimlab.optimizer.Optimizer.step>`.
 
 A rule from :mod:`optimlab.transforms` evaluated on whole arrays makes a temporary array for
 every ``+``, ``*`` and ``/`` and streams it through main memory: a dozen passes over
@@ -323,7 +323,7 @@ class Program:
                          row_consts)
 
     def run(self, flats, temps, consts, lo, hi, block, row_consts=()):
-        """Update ``flats`` = (grads, params, *state) from index ``lo`` to ``hi`` along the
+        """Update ``flats`` = ``(grads, params, *state)`` from index ``lo`` to ``hi`` along the
         first axis, ``block`` at a time, with ``temps`` (scratch arrays of a block's shape,
         of ``temp_dtypes``). Views are 1-D (elements), or 2-D (runs x values per run) when
         the constants ``row_consts`` hold one value per run."""
@@ -601,7 +601,7 @@ def step_in_place(transform, pieces, t):
 
 
 def _task(program, consts, path, arrays):
-    """The task that updates ``arrays`` = (grads, params, *state) with ``program``, or None
+    """The task that updates ``arrays`` = ``(grads, params, *state)`` with ``program``, or None
     if they or the constants do not suit the block loop (then ``update_whole`` does it)."""
     p = arrays[1]
     if all(np.ndim(c) == 0 for c in consts):  # any blocks of the flattened arrays will do

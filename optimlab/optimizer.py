@@ -42,6 +42,7 @@ class Optimizer:
         self.name = name
         self.hyperparams = dict(hyperparams)
         self.nonfinite = nonfinite
+        self._layouts = {}  # (rank, dtype) -> the layout of the state init() makes
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparams.items())
@@ -74,14 +75,21 @@ class Optimizer:
         def leaf(path, p, g, s):
             p = _check_param(path, p)
             g = _check_grad(path, g, p)
-            _check_slots(path, s, p)
+            self._check_slots(path, s, p)
             if not _finite(g):
                 return None
-            u, s = self.transform.update(g, s, p, t)
+            u, s_new = self.transform.update(g, s, p, t)
             u = _check_update(path, np.asarray(u, dtype=p.dtype), t)
-            return _Leaf((u, _cast_state(s, p.dtype)))
+            if u.shape != p.shape or any(
+                    np.shape(a) != p.shape for a in state_arrays(s_new)):
+                raise ValueError(f"the update for {path} has shape {u.shape}, not {p.shape}: "
+                                 "do the hyperparameter arrays broadcast against it?")
+            return _Leaf((u, _cast_state(s_new, p.dtype)))
 
-        out = map_leaves(leaf, params, grads, state.inner, names=("grads", "state.inner"))
+        # 0/0 or overflow is reported by the checks below, as an error naming the step,
+        # not as a NumPy warning first.
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            out = map_leaves(leaf, params, grads, state.inner, names=("grads", "state.inner"))
         if any(o is None for o in leaves(out)):
             return self._nonfinite(grads, state, params, t)
         updates, inner = unzip(out, 2, params)
@@ -104,11 +112,12 @@ class Optimizer:
         checked = map_leaves(self._check_step_leaf, params, grads, state.inner,
                              names=("grads", "state.inner"))
         pieces = leaves(checked)
-        if not fast.all_finite([g for _, _, g, _ in pieces]):
-            if self.nonfinite == "skip":
-                return state
-            self._nonfinite(grads, state, params, t)
-        fast.step_in_place(self.transform, pieces, t)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            if not fast.all_finite([g for _, _, g, _ in pieces]):
+                if self.nonfinite == "skip":
+                    return state
+                self._nonfinite(grads, state, params, t)
+            fast.step_in_place(self.transform, pieces, t)
         return OptState(t, state.inner)
 
     def _check_step_leaf(self, path, p, g, s):
@@ -116,12 +125,25 @@ class Optimizer:
         if not p.flags.writeable:
             raise ValueError(f"{path} is read-only; step() updates params in place")
         g = _check_grad(path, g, p)
-        _check_slots(path, s, p)
+        self._check_slots(path, s, p)
         for a in state_arrays(s):
             if not a.flags.writeable or a.dtype != p.dtype:
                 raise ValueError(f"state.inner at {path} must hold writable {p.dtype} arrays "
                                  "for step(); use update() with this state")
         return _Leaf((path, p, g, s))
+
+    def _check_slots(self, path, s, p):
+        """``s`` must be a state this optimizer's ``init`` makes for ``p``: same kind, same shapes."""
+        key = (p.ndim, p.dtype)
+        if key not in self._layouts:
+            self._layouts[key] = _layout(self.transform.init(np.zeros((1,) * p.ndim, p.dtype)))
+        if _layout(s) != self._layouts[key]:
+            raise ValueError(f"state.inner at {path} was not made by this optimizer's init(): "
+                             f"expected {_describe(self._layouts[key])}, got {_describe(_layout(s))}")
+        for a in state_arrays(s):
+            if a.shape != p.shape:
+                raise ValueError(f"state.inner at {path} holds an array of shape {a.shape} but "
+                                 f"{path} has shape {p.shape}; was the state made for other params?")
 
     def _nonfinite(self, grads, state, params, t):
         if self.nonfinite == "skip":
@@ -199,11 +221,21 @@ def _check_grad(path, g, p):
     return g
 
 
-def _check_slots(path, s, p):
-    for a in state_arrays(s):
-        if a.shape != p.shape:
-            raise ValueError(f"state.inner at {path} holds an array of shape {a.shape} but "
-                             f"{path} has shape {p.shape}; was the state made for other params?")
+def _layout(state):
+    """The kinds of a state's parts: NamedTuple names, "array" and None, nested."""
+    if isinstance(state, np.ndarray | np.generic):
+        return "array"
+    if isinstance(state, tuple):
+        return (type(state).__name__, *(_layout(x) for x in state))
+    return None if state is None else type(state).__name__
+
+
+def _describe(layout):
+    if isinstance(layout, tuple):
+        name, *parts = layout
+        return f"{name}({', '.join(map(_describe, parts))})" if name != "ChainState" \
+            else ", ".join(d for d in map(_describe, parts) if d != "EmptyState()")
+    return str(layout)
 
 
 def _check_update(path, u, t):

@@ -327,17 +327,6 @@ def test_zero_gradient_leaves_params_unchanged(name, params, eps):
     np.testing.assert_array_equal(theta, params)
 
 
-# Known bug (optimizer.py, not editable here): Optimizer.update evaluates 0/0 without
-# np.errstate, so NumPy emits a RuntimeWarning (an error under this suite's filterwarnings, noise
-# on stderr elsewhere) before optimlab raises its FloatingPointError. Fix: evaluate the rule in
-# ``with np.errstate(divide="ignore", invalid="ignore", over="ignore"):``. strict=True: once
-# fixed, these tests pass and the marker must go.
-WARNS_BEFORE_RAISING = pytest.mark.xfail(
-    strict=True, raises=RuntimeWarning,
-    reason="Optimizer.update lets NumPy warn on 0/0 before raising FloatingPointError")
-
-
-@WARNS_BEFORE_RAISING
 @pytest.mark.parametrize("name", DIVIDES_BY_SQRT_V)
 def test_zero_gradient_with_zero_eps_raises_instead_of_nan(name):
     opt = ZERO_GRADIENT[name](0.0)

@@ -6,6 +6,7 @@ fails if the message loses the argument's name, the offending value or the valid
 
 import math
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -377,3 +378,31 @@ def test_adagrad_lr_decay_applies_to_a_scheduled_lr_and_checks_it():
 ])
 def test_boundary_values_are_valid(make):
     assert make() is not None
+
+
+def test_state_of_another_optimizer_is_refused_clearly():
+    params = np.ones(3)
+    momentum_state = ol.sgd(lr=0.1, momentum=0.9).init(params)
+    with pytest.raises(ValueError, match=r"state.inner at params was not made by this "
+                                         r"optimizer's init\(\): expected AdamState"):
+        ol.adam().update(np.ones(3), momentum_state, params)
+    with pytest.raises(ValueError, match="was not made by this optimizer's init"):
+        ol.adam().step(params, np.ones(3), momentum_state)
+
+
+def test_hyperparameter_array_that_does_not_fit_the_params_is_named():
+    params = np.ones((2, 3))
+    opt = ol.sgd(lr=np.full((1, 2, 1), 0.1))  # one rank too many: broadcasts to (1, 2, 3)
+    with pytest.raises(ValueError, match=r"update for params has shape \(1, 2, 3\), not \(2, 3\)"):
+        opt.update(np.ones((2, 3)), opt.init(params), params)
+
+
+def test_huge_finite_gradients_do_not_warn():
+    # The fast finite check sums the gradient; an overflowing sum must not leak a warning.
+    params = np.zeros(4, np.float32)
+    opt = ol.sgd(lr=1e-30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        u, _ = opt.update(np.full(4, 3e38, np.float32), opt.init(params), params)
+        opt.step(params, np.full(4, 3e38, np.float32), opt.init(params))
+    assert np.all(np.isfinite(u))

@@ -115,9 +115,15 @@ def _plain(html_text):
     return re.sub(r"<[^>]+>", "", html_text or "").strip()
 
 
+def nitpick_pairs(app, config):
+    # _config.yml can only write lists; Sphinx looks up (type, target) tuples.
+    config.nitpick_ignore = [tuple(pair) for pair in config.nitpick_ignore]
+
+
 def setup(app):
     app.add_config_value("site_description", "", "html")
     app.connect("config-inited", add_paths)
+    app.connect("config-inited", nitpick_pairs)
     app.connect("html-page-context", page_head, priority=900)
     app.add_css_file("site.css")
     return {"parallel_read_safe": True, "parallel_write_safe": True}
