@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import decay
 
 import optimlab as ol
 
@@ -52,19 +53,6 @@ def run(opt, steps=STEPS):
 
 def path_of(opt, steps=STEPS):
     return run(opt, steps)[0]
-
-
-class decay:  # lower case: used like a function
-    """A schedule: base * rate**count, with count = the number of updates already made."""
-
-    def __init__(self, base, rate):
-        self.base, self.rate = base, rate
-
-    def __call__(self, count):
-        return self.base * self.rate**count
-
-    def __repr__(self):  # readable, stable test ids
-        return f"decay({self.base}, {self.rate})"
 
 
 # --- AdamW without decay is Adam ----------------------------------------------------------------

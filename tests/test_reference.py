@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import decay
 
 import optimlab as ol
 
@@ -35,19 +36,6 @@ def grad(theta, t):
     x = theta.reshape(-1)
     centre = 1.5 * np.sin(t / 15.0 + PHASE)
     return (A @ (x - centre) + 0.5 * np.sin(3.0 * x)).reshape(theta.shape)
-
-
-class decay:  # lower case: used like a function
-    """A schedule: base * rate**count, with count = the number of updates already made."""
-
-    def __init__(self, base, rate):
-        self.base, self.rate = base, rate
-
-    def __call__(self, count):
-        return self.base * self.rate**count
-
-    def __repr__(self):  # readable, stable test ids
-        return f"decay({self.base}, {self.rate})"
 
 
 def lr_at(lr, t):
