@@ -241,9 +241,7 @@ class NonFiniteUpdate(FloatingPointError):
 
 
 def _check_finite(u):
-    # A sum is one fast pass, finite when every element is (overflow aside, which the exact
-    # test settles).
-    if not math.isfinite(_sum(u, axis=None)) and not np.isfinite(u).all():
+    if not finite(u):
         raise NonFiniteUpdate
 
 
@@ -548,15 +546,16 @@ def all_finite(arrays):
         for i in taken:
             if i >= len(pieces) or bad:
                 return
-            if not _finite(pieces[i]):
+            if not finite(pieces[i]):
                 bad.append(i)
 
     run_parallel(work, [None] * (min(THREADS, len(pieces)) if size >= PARALLEL_MIN_BYTES else 1))
     return not bad
 
 
-def _finite(a):
-    # A sum is one fast read, finite when every element is (overflow aside: the exact test).
+def finite(a):
+    """True if every element of ``a`` is finite: a sum is one fast read, finite when every
+    element is (overflow aside, which the exact test settles)."""
     return math.isfinite(_sum(a, axis=None)) or bool(np.isfinite(a).all())
 
 
@@ -645,7 +644,7 @@ def update_whole(transform, path, p, g, s, t):
             np.shape(src) != dst.shape for dst, src in zip(targets, sources, strict=True)):
         raise ValueError(f"the update or new state for {path} does not have the shape of "
                          f"{path}, {p.shape}; do the hyperparameter arrays broadcast to it?")
-    if not _finite(u):
+    if not finite(u):
         raise FloatingPointError(_nonfinite_message(path, t))
     for dst, src in zip(targets, sources, strict=True):
         if dst is not src:

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import fast
+from .fast import finite as _finite
 from .tree import leaves, map_leaves, map_state, state_arrays, unzip
 
 
@@ -182,12 +183,6 @@ def _paths(tree, path="grads"):
     if isinstance(tree, list | tuple):
         return [x for i, v in enumerate(tree) for x in _paths(v, f"{path}[{i}]")]
     return [(path, tree)]
-
-
-def _finite(a):
-    # A sum is finite when every element is (but for overflow, which the exact check settles),
-    # and it costs one fast read of the array.
-    return bool(np.isfinite(np.sum(a))) or bool(np.isfinite(a).all())
 
 
 def _check_state(state):
