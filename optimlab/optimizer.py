@@ -53,13 +53,6 @@ class Optimizer:
         """The same optimizer, but a step with a NaN or infinite gradient is skipped."""
         return Optimizer(self.transform, self.name, self.hyperparams, nonfinite="skip")
 
-    @property
-    def batched(self):
-        """True if some hyperparameter is an array (a batch of runs)."""
-        flat = [x for v in self.hyperparams.values()
-                for x in (v if isinstance(v, tuple) else (v,))]
-        return any(not callable(x) and np.ndim(x) > 0 for x in flat)
-
     # -- the pure API -------------------------------------------------------------------------
     def init(self, params):
         """The initial state for ``params`` (an ndarray or a dict/list/tuple of them)."""
@@ -149,7 +142,10 @@ class Optimizer:
     def _nonfinite(self, grads, state, params, t):
         if self.nonfinite == "skip":
             return map_leaves(lambda _, p: np.zeros_like(p), params), state
-        bad = [path for path, g in _paths(grads) if not _finite(np.asarray(g))]
+        # Only reached after the structures matched, so params' walk reaches every gradient.
+        found = map_leaves(lambda path, p, g: None if _finite(np.asarray(g)) else
+                           "grads" + path[len("params"):], params, grads)
+        bad = [path for path in leaves(found) if path is not None]
         raise FloatingPointError(f"non-finite gradient at step {t} in {', '.join(bad)}; "
                                  "fix the gradient, or use opt.skip_nonfinite() to skip such steps")
 
@@ -175,14 +171,6 @@ class _Leaf(tuple):
 
 def _cast_state(s, dtype):
     return map_state(lambda a: np.asarray(a).astype(dtype, copy=False), s)
-
-
-def _paths(tree, path="grads"):
-    if isinstance(tree, dict):
-        return [x for k, v in tree.items() for x in _paths(v, f"{path}[{k!r}]")]
-    if isinstance(tree, list | tuple):
-        return [x for i, v in enumerate(tree) for x in _paths(v, f"{path}[{i}]")]
-    return [(path, tree)]
 
 
 def _check_state(state):
