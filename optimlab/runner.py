@@ -40,6 +40,51 @@ def run(opt, objective, x0, steps):
 
 def steps_to(losses, tol):
     """The first step at which ``losses`` (steps along axis 0) falls to ``tol`` or below,
-    per run; -1 where it never does."""
+    per run; -1 where it never does.
+
+    This is a *first passage*: an error that oscillates can dip below ``tol`` once and rise
+    above it again. To count the steps a method needs, use :func:`steps_until_below`.
+    """
     below = np.asarray(losses) <= tol
     return np.where(below.any(axis=0), below.argmax(axis=0), -1)
+
+
+def steps_until_below(values, tol):
+    """The first step from which ``values`` (steps along axis 0) *stays* at ``tol`` or
+    below until the last recorded step, per run; -1 where the last value is above ``tol``
+    (or is NaN).
+
+    Unlike :func:`steps_to`, an oscillating error that dips below ``tol`` and comes back up
+    is not counted as converged. "Stays" can only mean "for the rest of the record", so
+    record enough steps after the answer for the claim to be meaningful.
+    """
+    values = np.asarray(values)
+    if values.ndim == 0 or values.shape[0] == 0:
+        raise ValueError(f"values must have at least one step along axis 0; got shape {values.shape}")
+    above = ~(values <= tol)                        # NaN counts as above
+    n = values.shape[0]
+    # index of the last step above tol, per run (-1 if none)
+    last_above = np.where(above.any(axis=0), n - 1 - np.flip(above, axis=0).argmax(axis=0), -1)
+    return np.where(last_above == n - 1, -1, last_above + 1)
+
+
+def fitted_rate(values, start, stop=None):
+    """The per-step contraction factor of ``values`` (steps along axis 0) over the window
+    ``values[start:stop]``: ``exp`` of the least-squares slope of ``log(values)`` against
+    the step, per run.
+
+    A fitted slope over a window is not fooled by the oscillations that make a ratio of two
+    single steps, or a first passage below a tolerance, depend on where they happen to fall.
+    """
+    window = np.asarray(values, dtype=float)[start:stop]
+    if window.shape[0] < 2:
+        raise ValueError(f"the window values[{start}:{stop}] must hold at least 2 steps; "
+                         f"got {window.shape[0]}")
+    if not (np.isfinite(window).all() and (window > 0).all()):
+        raise ValueError("values in the window must be finite and positive to fit a rate "
+                         "on the log scale")
+    steps = np.arange(window.shape[0], dtype=float)
+    centred = steps - steps.mean()
+    logs = np.log(window)
+    slope = np.tensordot(centred, logs - logs.mean(axis=0), axes=(0, 0)) / (centred @ centred)
+    return np.exp(slope)

@@ -15,6 +15,9 @@ import sympy
 from .tree import map_state
 
 NONNEGATIVE_SLOTS = ("v", "acc", "v_max")  # running sums or averages of squares
+#: The book's symbol for each state field whose name differs from it (the intro's notation
+#: table): AdaGrad's sum is s, the centered average of g is g-bar, AMSGrad's maximum v^max.
+BOOK_SYMBOLS = {"acc": "s", "g_avg": r"\bar{g}", "v_max": r"v^{\max}"}
 
 
 def init(opt, p):
@@ -28,8 +31,9 @@ def update(opt, g, state, p, t):
 
 
 def state_symbols(opt, p, suffix="_{t-1}"):
-    """A state whose slots are symbols named after their fields (``m_{t-1}``, ``v_{t-1}``, ...),
-    to write one general step of a rule."""
+    """A state whose slots are symbols with the book's names (``m_{t-1}``, ``v_{t-1}``,
+    ``s_{t-1}`` for AdaGrad's ``acc``, ...; see :data:`BOOK_SYMBOLS`), to write one general
+    step of a rule."""
 
     def named(state):
         if hasattr(state, "_fields"):
@@ -48,7 +52,7 @@ def _slot(field, value, suffix):
     if isinstance(value, tuple):
         return type(value)(map_state(lambda x: x, value))
     # nonnegative=False would declare a real symbol negative: pass None (unknown) for m, b, ...
-    return sympy.Symbol(f"{field}{suffix}", real=True,
+    return sympy.Symbol(f"{BOOK_SYMBOLS.get(field, field)}{suffix}", real=True,
                         nonnegative=True if field in NONNEGATIVE_SLOTS else None)
 
 

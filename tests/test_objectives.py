@@ -7,7 +7,7 @@ import pytest
 
 import optimlab as ol
 from optimlab import objectives, schedules
-from optimlab.runner import steps_to
+from optimlab.runner import fitted_rate, steps_to, steps_until_below
 
 OBJECTIVES = [objectives.quadratic(condition=25.0, angle=0.3), objectives.rosenbrock(),
               objectives.beale(), objectives.quadratic(condition=4.0, dim=5)]
@@ -100,6 +100,42 @@ def test_run_keeps_float32():
 def test_steps_to():
     losses = np.array([[4.0, 4.0], [2.0, 3.0], [0.5, 3.0], [0.1, 2.5]])
     np.testing.assert_array_equal(steps_to(losses, 1.0), [2, -1])
+
+
+def test_steps_until_below_ignores_a_dip_that_comes_back():
+    # run 0 dips below 1 at step 2, rises again at step 3, and stays below from step 4;
+    # run 1 never gets there; run 2 ends above after being below; run 3 ends in NaN.
+    losses = np.array([[4.0, 4.0, 0.5, 0.5],
+                       [2.0, 3.0, 0.5, 0.5],
+                       [0.5, 3.0, 0.5, 0.5],
+                       [1.5, 2.5, 0.5, 0.5],
+                       [0.4, 2.5, 2.0, np.nan]])
+    assert steps_to(losses, 1.0)[0] == 2
+    np.testing.assert_array_equal(steps_until_below(losses, 1.0), [4, -1, -1, -1])
+    np.testing.assert_array_equal(steps_until_below(np.full(3, 0.1), 1.0), 0)
+
+
+def test_steps_until_below_on_an_oscillating_contraction():
+    # |r|^t |cos(t w)| dips under tol long before its envelope r^t does; the envelope's
+    # crossing bounds the answer from above.
+    t = np.arange(400)
+    values = 0.97 ** t * np.abs(np.cos(1.3 * t))
+    envelope_crossing = int(np.ceil(np.log(1e-3) / np.log(0.97)))
+    n = int(steps_until_below(values, 1e-3))
+    assert int(steps_to(values, 1e-3)) < n <= envelope_crossing
+    assert (values[n:] <= 1e-3).all() and values[n - 1] > 1e-3
+
+
+def test_fitted_rate_recovers_a_geometric_rate():
+    t = np.arange(200)[:, None]
+    values = np.array([0.9, 0.5, 0.999]) ** t * np.array([3.0, 1e-2, 7.0])
+    np.testing.assert_allclose(fitted_rate(values, 50, 150), [0.9, 0.5, 0.999], rtol=1e-12)
+    wiggly = 0.95 ** t[:, 0] * (1.5 + np.cos(2.1 * t[:, 0]))   # bounded oscillation
+    assert abs(float(fitted_rate(wiggly, 0, 200)) - 0.95) < 2e-3
+    with pytest.raises(ValueError, match="at least 2 steps"):
+        fitted_rate(values, 199)
+    with pytest.raises(ValueError, match="finite and positive"):
+        fitted_rate(np.array([1.0, 0.0, 0.5]), 0)
 
 
 def test_schedules_closed_forms():

@@ -153,7 +153,7 @@ def test_init_and_state_symbols():
     assert (zero.v, zero.g_avg, zero.b) == (0, 0, 0)
     named = ol.symbolic.state_symbols(opt, theta)
     assert str(named.v) == "v_{t-1}" and named.v.is_nonnegative
-    assert str(named.g_avg) == "g_avg_{t-1}" and str(named.b) == "b_{t-1}"
+    assert str(named.g_avg) == r"\bar{g}_{t-1}" and str(named.b) == "b_{t-1}"
     assert named.g_avg.is_nonnegative is None  # a mean of g may have either sign
 
 
