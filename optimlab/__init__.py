@@ -7,13 +7,17 @@
     params = ol.apply_updates(params, updates)
     state = opt.step(params, grads, state)              # in place, fast
 
+Parameter groups: ``ol.partition({"decay": ol.adamw(...), "no_decay": ol.sgd(...)}, labels)``;
+decay masks: ``ol.adamw(..., mask={"W": True, "b": False})`` (:mod:`optimlab.groups`).
+
 Every update rule is written once (:mod:`optimlab.transforms`) and runs on arrays, on
 blocks of arrays (``step``) and on sympy symbols (:mod:`optimlab.symbolic`).
 """
 
 import importlib
 
-from . import ops, transforms
+from . import groups, ops, transforms
+from .groups import Partition, partition
 from .optimizer import Optimizer, OptState, apply_updates
 from .optimizers import adagrad, adam, adamw, inverse_time_decay, rmsprop, sgd
 from .transforms import Transform, chain
@@ -37,5 +41,6 @@ def __getattr__(name):
     raise AttributeError(f"module 'optimlab' has no attribute {name!r}")
 
 
-__all__ = ["Optimizer", "OptState", "Transform", "adagrad", "adam", "adamw", "apply_updates",
-           "chain", "inverse_time_decay", "ops", "rmsprop", "run", "sgd", "transforms", *_LAZY]
+__all__ = ["Optimizer", "OptState", "Partition", "Transform", "adagrad", "adam", "adamw",
+           "apply_updates", "chain", "groups", "inverse_time_decay", "ops", "partition",
+           "rmsprop", "run", "sgd", "transforms", *_LAZY]

@@ -15,6 +15,15 @@ arrays far larger than the caches. ``step`` instead
    about once;
 3. runs the blocks on the machine's cores (NumPy releases the GIL inside ufunc loops).
 
+With Numba installed (``pip install optimlab[jit]``), step 2 is by default replaced by a
+loop *compiled from the same trace* (:mod:`optimlab.fused`): one pass over the values, every
+intermediate in a register, the same bits. Choose with ``OPTIMLAB_BACKEND`` or
+:func:`backend`: ``"auto"`` (the default: ``"fused"`` when Numba is installed, else
+``"blocks"``), ``"fused"`` (requires Numba) or ``"blocks"`` (the replay above)::
+
+    with ol.fast.backend("blocks"):
+        state = opt.step(params, grads, state)
+
 The replay calls the same ufuncs with the same operands in the same order as the rule
 evaluated on whole arrays, so its numbers are the pure path's, bit for bit; there is no
 second copy of the math. A rule the tracer cannot follow (say one that calls ``np.where``
@@ -24,6 +33,7 @@ The sizes below were chosen by measurement (``benchmarks/``) on a 2-core x86 mac
 1 MiB of L2 cache per core and 32 MiB of L3.
 """
 
+import contextlib
 import contextvars
 import functools
 import itertools
@@ -67,6 +77,45 @@ def _default_threads():
 
 THREADS = _default_threads()
 """Threads used by ``step`` (``OPTIMLAB_NUM_THREADS`` overrides the number of usable CPUs)."""
+
+
+BACKENDS = ("auto", "fused", "blocks")
+
+BACKEND = os.environ.get("OPTIMLAB_BACKEND", "auto").strip() or "auto"
+"""The backend of ``step`` outside any :func:`backend` block (``OPTIMLAB_BACKEND`` sets it)."""
+
+_backend = contextvars.ContextVar("optimlab_backend", default=None)
+
+
+def _check_backend(name):
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {name!r}")
+    return name
+
+
+@contextlib.contextmanager
+def backend(name):
+    """Within the block, ``step`` uses backend ``name``: ``"auto"``, ``"fused"`` (the kernel
+    compiled by Numba from the trace; raises ``ImportError`` without Numba) or ``"blocks"``
+    (the replay of the trace on blocks by NumPy). Both give the bits of ``update``."""
+    token = _backend.set(_check_backend(name))
+    try:
+        yield
+    finally:
+        _backend.reset(token)
+
+
+def current_backend():
+    """``"fused"`` or ``"blocks"``: what ``step`` uses here and now."""
+    from . import fused
+
+    name = _check_backend(_backend.get() or BACKEND)
+    if name == "auto":
+        return "fused" if fused.available() else "blocks"
+    if name == "fused" and not fused.available():
+        raise ImportError("the 'fused' backend of step() needs Numba: pip install 'optimlab[jit]'"
+                          " (or numba==0.68.1), or use the 'blocks' backend")
+    return name
 
 
 class Untraceable(Exception):
@@ -315,6 +364,16 @@ class Program:
         self._lines, self._n_in, self._n_consts = lines, n_in, len(tape.consts)
         self.source, self.loop = self.loop_for(())
 
+    @property
+    def lines(self):
+        """The program: ``(function, argument registers, result register or None)`` each."""
+        return self._lines
+
+    @property
+    def n_inputs(self):
+        """Registers ``R0 ... R{n-1}``: grads, params and the state's arrays."""
+        return self._n_in
+
     def loop_for(self, row_consts):
         """``(source, loop)`` slicing the constants ``row_consts`` by rows with the arrays."""
         return _generate(self._lines, self._n_in, len(self.temp_dtypes), self._n_consts,
@@ -391,6 +450,7 @@ class _Task(NamedTuple):
     block: int
     path: str
     row_consts: tuple = ()
+    kernel: object = None  # the compiled loop (optimlab.fused), when the backend is "fused"
 
 
 def block_size(dtype):
@@ -481,6 +541,11 @@ def run_blocks(tasks, t, threads):
             if i >= len(chunks) or failed:
                 return
             task, start, stop, block = chunks[i]
+            if task.kernel is not None:
+                if task.kernel(start, stop):
+                    failed.append(task.path)
+                    raise FloatingPointError(_nonfinite_message(task.path, t))
+                continue
             shape = (block, *task.flats[0].shape[1:])
             temps = [t.reshape(shape) for t in _scratch(task.program.temp_dtypes,
                                                          math.prod(shape))]
@@ -571,29 +636,36 @@ def flat_views(arrays):
 # -- the driver ---------------------------------------------------------------------------------
 def step_in_place(transform, pieces, t):
     """Apply ``transform`` at step ``t`` in place to ``pieces`` = [(path, p, g, s)], whose
-    gradients are known to be finite.
+    gradients are known to be finite. ``transform`` may also be a list with one transform
+    per piece (parameter groups, :func:`optimlab.partition`).
 
     Every trace is made before anything is written, so that an error of the rule (a schedule
     returning a bad value) leaves params and state untouched.
     """
+    rules = transform if isinstance(transform, list) else [transform] * len(pieces)
     whole, tasks, traces = [], [], {}
-    for path, p, g, s in pieces:
+    for (path, p, g, s), rule in zip(pieces, rules, strict=True):
         task = None
         if p.nbytes >= TRACE_MIN_BYTES:
-            key = (p.dtype, p.ndim, map_state(lambda a: True, s))
+            key = (id(rule), p.dtype, p.ndim, map_state(lambda a: True, s))
             if key not in traces:
                 try:
-                    traces[key] = trace(transform, s, p.dtype, p.ndim, t)
+                    traces[key] = trace(rule, s, p.dtype, p.ndim, t)
                 except Untraceable:
                     traces[key] = None
             if traces[key] is not None:
                 task = _task(*traces[key], path, [g, p, *state_arrays(s)])
         if task is None:
-            whole.append((path, p, g, s))
+            whole.append((rule, path, p, g, s))
         else:
             tasks.append(task)
-    for path, p, g, s in whole:
-        update_whole(transform, path, p, g, s, t)
+    if tasks and current_backend() == "fused":  # compiled (once) before anything is written
+        from .fused import task_kernel
+
+        tasks = [task._replace(kernel=task_kernel(task.program, task.consts, task.flats,
+                                                  task.row_consts)) for task in tasks]
+    for rule, path, p, g, s in whole:
+        update_whole(rule, path, p, g, s, t)
     if tasks:
         size = sum(task.flats[1].nbytes for task in tasks)
         run_blocks(tasks, t, THREADS if size >= PARALLEL_MIN_BYTES else 1)

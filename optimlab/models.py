@@ -1,4 +1,5 @@
-r"""Two small classifiers with hand-written gradients: softmax regression and a one-hidden-layer MLP.
+r"""Small classifiers with hand-written gradients: softmax regression, a one-hidden-layer MLP and
+the same MLP with a layer normalization (:class:`LayerNormMLP`, scale-invariant in ``W1``).
 
 Parameters are dicts of arrays, so the optimizers apply to them directly::
 
@@ -16,7 +17,10 @@ Parameters are dicts of arrays, so the optimizers apply to them directly::
 trained on the same data ``X`` of shape ``(n, d)``. Losses then have shape ``batch`` and every
 gradient has the shape of its parameter, so hyperparameter arrays broadcasting against the
 parameters (``lr`` of shape ``(K, 1, 1)`` with ``W`` of shape ``(K, d, c)``) train a whole
-sweep in one pass; model ``k`` of the batch equals the same model trained alone.
+sweep in one pass; model ``k`` of the batch equals the same model trained alone. Each model
+may also have its own data (``X`` of shape ``(*batch, n, d)``), and :func:`train` can give
+each its own mini-batch order (``seeds``) and freeze the runs that diverge
+(``on_divergence="freeze"``).
 
 **Notation.** :math:`X \in \mathbb{R}^{n\times d}` holds one sample per row, :math:`y_i \in
 \{0, \dots, c-1\}` the labels and :math:`Y \in \{0,1\}^{n \times c}` their one-hot matrix.
@@ -40,7 +44,7 @@ import math
 import numpy as np
 
 from .optimizer import apply_updates
-from .validation import check_range
+from .validation import check_choice, check_range
 
 ACTIVATIONS = ("tanh", "relu")
 BLOCK = 1 << 20  # values in the largest temporary of a block of models (8 MB in float64)
@@ -118,17 +122,21 @@ def _check_params(params, shapes):
     return batch, dtype
 
 
-def _check_data(X, y, n_features, n_classes, dtype):
+def _check_data(X, y, n_features, n_classes, dtype, batch=()):
+    """``X`` of shape (n, d), shared by every model, or (*batch, n, d), one data set per model
+    of the batch (then ``y`` has shape (*batch, n))."""
     X = np.asarray(X)
-    if X.ndim != 2 or X.shape[1] != n_features:
-        raise ValueError(f"X must have shape (n, {n_features}); got {X.shape}")
+    if X.ndim not in (2, len(batch) + 2) or X.shape[-1] != n_features or (
+            X.ndim > 2 and X.shape[:-2] != batch):
+        per_model = f" or (*batch, n, {n_features}) with batch {batch}" if batch else ""
+        raise ValueError(f"X must have shape (n, {n_features}){per_model}; got {X.shape}")
     X = X.astype(dtype, copy=False)
     if y is None:
         return X, None
     y = np.asarray(y)
-    if y.shape != (len(X),) or y.dtype.kind not in "iu":
-        raise ValueError(f"y must be an integer array of shape ({len(X)},); got shape {y.shape} "
-                         f"and dtype {y.dtype}")
+    if y.shape != X.shape[:-1] or y.dtype.kind not in "iu":
+        raise ValueError(f"y must be an integer array of shape {X.shape[:-1]}; got shape "
+                         f"{y.shape} and dtype {y.dtype}")
     if len(y) and (y.min() < 0 or y.max() >= n_classes):
         raise ValueError(f"labels must be in 0..{n_classes - 1}; got values in "
                          f"{y.min()}..{y.max()}")
@@ -219,7 +227,7 @@ class SoftmaxRegression(_Classifier):
 
     def logits(self, params, X):
         batch, dtype = _check_params(params, self._shapes())
-        X, _ = _check_data(X, None, self.n_features, self.n_classes, dtype)
+        X, _ = _check_data(X, None, self.n_features, self.n_classes, dtype, batch)
         return X @ params["W"] + params["b"][..., None, :]
 
     def loss_and_grad(self, params, X, y, l2=0.0, l2_biases=False):
@@ -229,11 +237,15 @@ class SoftmaxRegression(_Classifier):
         ``l2`` is a number or an array broadcasting against the batch shape (``(K,)``, or
         ``(K, 1, 1)`` like an optimizer's hyperparameter). With ``l2_biases=True`` the penalty
         covers ``b`` too (as torch's ``weight_decay`` does for every parameter).
+
+        ``X`` (n, d) and ``y`` (n,) are shared by the batch of models; ``X`` of shape
+        ``(*batch, n, d)`` and ``y`` of shape ``(*batch, n)`` give each model its own samples
+        (its own mini-batch, say).
         """
         batch, dtype = _check_params(params, self._shapes())
-        X, y = _check_data(X, y, self.n_features, self.n_classes, dtype)
+        X, y = _check_data(X, y, self.n_features, self.n_classes, dtype, batch)
         loss, grads = _by_blocks(_softmax_regression_kernel, params, batch, X, y,
-                                 per_model=self.n_classes * len(X))
+                                 per_model=self.n_classes * X.shape[-2])
         return _add_l2(loss, grads, params, l2, l2_biases, ("W",), batch, dtype), grads
 
 
@@ -242,25 +254,47 @@ def _softmax_regression_kernel(p, X, y):
     W, b = p["W"], p["b"]
     K, d, c = W.shape
     # One matrix product for all K models: Z[k] = (X W_k + b_k)^T, laid out (K, c, n).
-    Z = (W.transpose(0, 2, 1).reshape(K * c, d) @ X.T).reshape(K, c, len(X))
+    Z = _forward(W, X)
     Z += b[:, :, None]
     loss, D = _cross_entropy_head(Z, y)                     # D[k] = (P_k - Y)^T / n
-    grad_W = (D.reshape(K * c, -1) @ X).reshape(K, c, d).transpose(0, 2, 1)   # X^T D
+    grad_W = _backward(D, X)                                # X^T D
     return loss, {"W": grad_W, "b": D.sum(axis=-1)}
+
+
+def _forward(W, X):
+    """:math:`W_k^\top X_k^\top` for K models: ``W`` (K, d, r), ``X`` (n, d) shared or (K, n, d);
+    shape (K, r, n). With a shared X, one matrix product for all K models."""
+    K, d, r = W.shape
+    if X.ndim == 2:
+        return (W.transpose(0, 2, 1).reshape(K * r, d) @ X.T).reshape(K, r, len(X))
+    return np.matmul(W.transpose(0, 2, 1), X.transpose(0, 2, 1))
+
+
+def _backward(D, X):
+    """:math:`X_k^\top D_k^\top` for K models: ``D`` (K, r, n); shape (K, d, r)."""
+    K, r, n = D.shape
+    if X.ndim == 2:
+        return (D.reshape(K * r, n) @ X).reshape(K, r, X.shape[1]).transpose(0, 2, 1)
+    return np.matmul(D, X).transpose(0, 2, 1)
 
 
 def _by_blocks(kernel, params, batch, X, y, per_model):
     """Evaluate ``kernel`` on blocks of the ``prod(batch)`` models, each block small enough
     that its largest temporary (``per_model`` values per model) stays near ``BLOCK`` values:
-    large temporaries cost page faults on every call and memory grows with the batch."""
+    large temporaries cost page faults on every call and memory grows with the batch.
+    Data with batch axes (one data set per model) are cut into the same blocks."""
     K = math.prod(batch)
     flat = {name: a.reshape(K, *a.shape[len(batch):]) for name, a in params.items()}
+    own = X.ndim > 2
+    if own:
+        X, y = X.reshape(K, *X.shape[-2:]), y.reshape(K, -1)
     size = max(1, BLOCK // per_model)
     loss = np.empty(K, dtype=next(iter(flat.values())).dtype)
     grads = {name: np.empty_like(a) for name, a in flat.items()}
     for start in range(0, K, size):
         block = slice(start, start + size)
-        loss[block], block_grads = kernel({k: a[block] for k, a in flat.items()}, X, y)
+        loss[block], block_grads = kernel({k: a[block] for k, a in flat.items()},
+                                          X[block] if own else X, y[block] if own else y)
         for name, g in block_grads.items():
             grads[name][block] = g
     return loss.reshape(batch), {name: grads[name].reshape(params[name].shape)
@@ -345,7 +379,7 @@ class MLP(_Classifier):
 
     def logits(self, params, X):
         batch, dtype = _check_params(params, self._shapes())
-        X, _ = _check_data(X, None, self.n_features, self.n_classes, dtype)
+        X, _ = _check_data(X, None, self.n_features, self.n_classes, dtype, batch)
         H = self._hidden(X @ params["W1"] + params["b1"][..., None, :])
         return H @ params["W2"] + params["b2"][..., None, :]
 
@@ -353,18 +387,16 @@ class MLP(_Classifier):
         """``(loss, grads)`` as :meth:`SoftmaxRegression.loss_and_grad`, for the four
         parameters; ``l2`` penalises ``W1`` and ``W2`` (and the biases if ``l2_biases``)."""
         batch, dtype = _check_params(params, self._shapes())
-        X, y = _check_data(X, y, self.n_features, self.n_classes, dtype)
+        X, y = _check_data(X, y, self.n_features, self.n_classes, dtype, batch)
         loss, grads = _by_blocks(self._kernel, params, batch, X, y,
-                                 per_model=self.n_hidden * len(X))
+                                 per_model=self.n_hidden * X.shape[-2])
         return _add_l2(loss, grads, params, l2, l2_biases, ("W1", "W2"), batch, dtype), grads
 
     def _kernel(self, p, X, y):
         """Loss (K,) and gradients of K networks whose parameters carry one batch axis."""
         W1, b1, W2, b2 = p["W1"], p["b1"], p["W2"], p["b2"]
-        K, d, m = W1.shape
-        n = len(X)
         # Forward, transposed (features x samples): A[k] = (X W1_k + b1_k)^T, shape (K, m, n).
-        A = (W1.transpose(0, 2, 1).reshape(K * m, d) @ X.T).reshape(K, m, n)
+        A = _forward(W1, X)
         A += b1[:, :, None]
         H = self._hidden(A)
         Z = np.matmul(W2.transpose(0, 2, 1), H)             # (K, c, n)
@@ -379,41 +411,286 @@ class MLP(_Classifier):
             dA *= H
         else:
             dA *= A > 0
-        grad_W1 = (dA.reshape(K * m, n) @ X).reshape(K, m, d).transpose(0, 2, 1)  # X^T dA
+        grad_W1 = _backward(dA, X)                          # X^T dA
         return loss, {"W1": grad_W1, "b1": dA.sum(axis=-1), "W2": grad_W2,
                       "b2": D.sum(axis=-1)}
 
 
+# -- MLP with a layer norm ----------------------------------------------------------------------
+class LayerNormMLP(MLP):
+    r"""The one-hidden-layer MLP with a layer normalization (Ba, Kiros & Hinton, 2016) between
+    the hidden linear map and the activation:
+
+    .. math::
+        A = XW_1, \quad \mu_i = \frac{1}{m}\sum_j A_{ij}, \quad
+        \sigma_i^2 = \frac{1}{m}\sum_j (A_{ij} - \mu_i)^2, \quad
+        \hat A_{ij} = \frac{A_{ij} - \mu_i}{\sqrt{\sigma_i^2 + \epsilon}},
+
+        H = \sigma(\hat A \operatorname{diag}(a) + \mathbf{1}b_1^\top), \qquad
+        P = \operatorname{softmax}(HW_2 + \mathbf{1}b_2^\top),
+
+    (``torch.nn.LayerNorm(m, eps)`` on :math:`XW_1`, its ``weight`` :math:`a` and ``bias``
+    :math:`b_1`). Parameters ``{"W1": (*batch, d, m), "gain": (*batch, m), "b1": (*batch, m),
+    "W2": (*batch, m, c), "b2": (*batch, c)}``: :math:`W_1` has no bias of its own (the
+    normalization would remove a shared one; :math:`b_1` after it takes its place).
+
+    **Scale invariance.** With ``eps=0`` (the default) :math:`\hat A` and so the loss are
+    unchanged by :math:`W_1 \to cW_1` for every :math:`c > 0`: :math:`L(cW_1) = L(W_1)`.
+    Differentiating in :math:`c` at 1 gives :math:`\langle\nabla_{W_1}L, W_1\rangle = 0`, and
+    differentiating :math:`L(cW_1) = L(W_1)` in :math:`W_1` gives
+    :math:`\nabla L(cW_1) = \nabla L(W_1)/c`. (The L2 penalty of ``l2`` is not invariant; with
+    ``eps > 0``, as torch's default 1e-5, the invariance holds only while
+    :math:`\sigma_i^2 \gg \epsilon`.) ``scale_invariant`` names these parameters.
+
+    **Gradients.** From :math:`D = (P - Y)/n` as in :class:`MLP`, with
+    :math:`\tilde A = \hat A\operatorname{diag}(a) + \mathbf{1}b_1^\top`, :math:`s_i =
+    \sqrt{\sigma_i^2 + \epsilon}` and :math:`G = \partial L/\partial\tilde A =
+    (DW_2^\top) \odot \sigma'(\tilde A)`:
+
+    .. math::
+        \nabla_a L = \textstyle\sum_i G_{ij}\hat A_{ij}, \quad \nabla_{b_1} L = G^\top\mathbf{1},
+        \quad \hat G = G \operatorname{diag}(a),
+
+        \frac{\partial L}{\partial A_{ij}} = \frac{1}{s_i}\Big(\hat G_{ij}
+        - \frac{1}{m}\sum_k \hat G_{ik} - \hat A_{ij}\,\frac{1}{m}\sum_k \hat G_{ik}\hat A_{ik}\Big),
+        \qquad \nabla_{W_1} L = X^\top\frac{\partial L}{\partial A},
+
+    (the normalization's Jacobian :math:`\partial\hat A_{ij}/\partial A_{ik} =
+    (\delta_{jk} - \frac1m - \hat A_{ij}\hat A_{ik}/m)/s_i`), and :math:`\nabla_{W_2},
+    \nabla_{b_2}` as in :class:`MLP`. ``l2`` penalizes :math:`W_1` and :math:`W_2`; with
+    ``l2_biases`` also the gain and the biases.
+    """
+
+    scale_invariant = ("W1",)
+    """The parameters the loss (without ``l2``) does not change under scaling, for ``eps=0``."""
+
+    def __init__(self, n_features=64, n_hidden=32, n_classes=10, activation="tanh", eps=0.0):
+        super().__init__(n_features, n_hidden, n_classes, activation)
+        check_range("eps", eps)
+        self.eps = float(eps)
+
+    def __repr__(self):
+        return (f"LayerNormMLP(n_features={self.n_features}, n_hidden={self.n_hidden}, "
+                f"n_classes={self.n_classes}, activation={self.activation!r}, eps={self.eps!r})")
+
+    def _shapes(self):
+        d, m, c = self.n_features, self.n_hidden, self.n_classes
+        return {"W1": (d, m), "gain": (m,), "b1": (m,), "W2": (m, c), "b2": (c,)}
+
+    def init_params(self, rng, batch=(), shared=True, dtype=np.float64):
+        """The weights of :meth:`MLP.init_params`, gain 1 and zero biases."""
+        params = super().init_params(rng, batch=batch, shared=shared, dtype=dtype)
+        params["gain"] = np.ones_like(params["b1"])
+        return {name: params[name] for name in self._shapes()}
+
+    def _normalized(self, A):
+        """:math:`\\hat A` and :math:`1/s` along the hidden axis ``-2`` of ``A`` (..., m, n)."""
+        A = A - A.mean(axis=-2, keepdims=True)
+        inv_s = 1.0 / np.sqrt((A * A).mean(axis=-2, keepdims=True) + self.eps)
+        A *= inv_s
+        return A, inv_s
+
+    def logits(self, params, X):
+        batch, dtype = _check_params(params, self._shapes())
+        X, _ = _check_data(X, None, self.n_features, self.n_classes, dtype, batch)
+        A_hat, _ = self._normalized(np.swapaxes(X @ params["W1"], -1, -2))
+        A_hat = np.swapaxes(A_hat, -1, -2)
+        H = self._hidden(A_hat * params["gain"][..., None, :] + params["b1"][..., None, :])
+        return H @ params["W2"] + params["b2"][..., None, :]
+
+    def loss_and_grad(self, params, X, y, l2=0.0, l2_biases=False):
+        """``(loss, grads)`` as :meth:`SoftmaxRegression.loss_and_grad`, for the five
+        parameters; ``l2`` penalizes ``W1`` and ``W2`` (and ``gain``, ``b1``, ``b2`` if
+        ``l2_biases``)."""
+        batch, dtype = _check_params(params, self._shapes())
+        X, y = _check_data(X, y, self.n_features, self.n_classes, dtype, batch)
+        loss, grads = _by_blocks(self._kernel, params, batch, X, y,
+                                 per_model=self.n_hidden * X.shape[-2])
+        return _add_l2(loss, grads, params, l2, l2_biases, ("W1", "W2"), batch, dtype), grads
+
+    def _kernel(self, p, X, y):
+        """Loss (K,) and gradients of K networks whose parameters carry one batch axis."""
+        W1, gain, b1, W2, b2 = p["W1"], p["gain"], p["b1"], p["W2"], p["b2"]
+        # Forward, transposed (features x samples), every array (K, m, n).
+        A_hat, inv_s = self._normalized(_forward(W1, X))
+        H = A_hat * gain[:, :, None]
+        H += b1[:, :, None]
+        pre = H.copy() if self.activation == "relu" else None
+        H = self._hidden(H)
+        Z = np.matmul(W2.transpose(0, 2, 1), H)             # (K, c, n)
+        Z += b2[:, :, None]
+        loss, D = _cross_entropy_head(Z, y)                 # D[k] = (P_k - Y)^T / n
+        # Backward.
+        grad_W2 = np.matmul(H, D.transpose(0, 2, 1))        # H^T D, (K, m, c)
+        G = np.matmul(W2, D)                                # dL/dH, (K, m, n)
+        if self.activation == "tanh":
+            H *= H
+            np.subtract(1.0, H, out=H)                      # tanh' = 1 - H^2
+            G *= H
+        else:
+            G *= pre > 0
+        grad_gain = (G * A_hat).sum(axis=-1)
+        grad_b1 = G.sum(axis=-1)
+        G *= gain[:, :, None]                               # dL/dA_hat
+        dA = G - G.mean(axis=1, keepdims=True)
+        dA -= A_hat * (G * A_hat).mean(axis=1, keepdims=True)
+        dA *= inv_s
+        return loss, {"W1": _backward(dA, X), "gain": grad_gain, "b1": grad_b1,
+                      "W2": grad_W2, "b2": D.sum(axis=-1)}
+
+
 # -- training -----------------------------------------------------------------------------------
+DIVERGENCE_POLICIES = ("raise", "freeze")
+
+
 def train(model, opt, params, X, y, steps, *, l2=0.0, l2_biases=False, batch_size=None,
-          seed=0):
+          seed=0, seeds=None, on_divergence="raise"):
     """Train ``params`` with optimizer ``opt`` for ``steps`` updates; return
     ``(params, losses)``.
 
-    Full-batch by default; with ``batch_size`` each update uses the next ``batch_size`` samples
-    of a fresh random permutation per epoch (``np.random.default_rng(seed)``), shared by every
-    model of a batch. ``losses`` has shape ``(steps, *batch)``: the training loss (on the
-    samples used) at the parameters *before* each update, the by-product of its gradient.
-    The inputs are not modified.
+    ``losses`` has shape ``(steps, *batch)``: the training loss (on the samples used) at the
+    parameters *before* each update, the by-product of its gradient. The inputs are not
+    modified.
+
+    **Data.** ``X`` (n, d) and ``y`` (n,) are shared by every model of the batch; ``X`` of
+    shape ``(*batch, n, d)`` and ``y`` of shape ``(*batch, n)`` give each model its own
+    training set (resampled splits, say).
+
+    **Mini-batches.** Full-batch by default. With ``batch_size`` each update uses the next
+    ``batch_size`` samples of a fresh random permutation of ``range(n)`` per epoch (the
+    incomplete rest of an epoch is dropped). The permutations come from
+    ``np.random.default_rng(seed)``, one order shared by every model of the batch; or, with
+    ``seeds`` (integers, shape ``batch``), model ``k`` draws its own order from
+    ``np.random.default_rng(seeds[k])``: exactly the order a single run with
+    ``seed=seeds[k]`` draws, so seeds are real seeds and model ``k`` of the batch is that
+    single run (up to rounding in the batched matrix products).
+
+    **Divergence** (``on_divergence``):
+
+    - ``"raise"`` (default): nothing special; a non-finite gradient makes the optimizer raise
+      ``FloatingPointError`` naming the step, for the whole batch.
+    - ``"freeze"``: a model whose loss or gradient at the current parameters, or whose updated
+      parameters, are not finite is *diverged*: its parameters stay at the last finite values
+      (those before the update it could not take), its losses are NaN from that step on
+      (:func:`diverged_at` reads the step off them), and the other models go on. Its
+      optimizer state keeps being updated with zero gradients, and may turn non-finite;
+      it is never used again. NumPy's overflow warnings are silenced in this mode.
     """
     X, y = np.asarray(X), np.asarray(y)
-    if batch_size is not None and not 1 <= batch_size <= len(X):
-        raise ValueError(f"batch_size must be in 1..{len(X)} (the number of samples); "
+    check_choice("on_divergence", on_divergence, DIVERGENCE_POLICIES)
+    batch, _ = _check_params(params, model._shapes())
+    n = X.shape[-2] if X.ndim >= 2 else 0
+    if batch_size is not None and not 1 <= batch_size <= n:
+        raise ValueError(f"batch_size must be in 1..{n} (the number of samples); "
                          f"got {batch_size!r}")
+    draw = _batch_orders(batch, n, batch_size, seed, seeds)
+    freeze = on_divergence == "freeze"
+    update = getattr(opt, "_update", None) if freeze else None
     state = opt.init(params)
-    rng = np.random.default_rng(seed)
-    order, pos, losses = None, len(X), []
-    for _ in range(steps):
-        if batch_size is None:
-            Xb, yb = X, y
-        else:
-            if pos + batch_size > len(X):
-                order, pos = rng.permutation(len(X)), 0
-            idx = order[pos:pos + batch_size]
-            pos += batch_size
-            Xb, yb = X[idx], y[idx]
-        loss, grads = model.loss_and_grad(params, Xb, yb, l2=l2, l2_biases=l2_biases)
-        updates, state = opt.update(grads, state, params)
-        params = apply_updates(params, updates)
-        losses.append(loss)
+    dtype = np.result_type(*params.values())
+    losses = np.full((steps, *batch), np.nan, dtype=dtype) if freeze else []
+    alive = np.ones(batch, dtype=bool)
+    for step in range(steps):
+        Xb, yb = _gather(X, y, draw(), batch)
+        if not freeze:
+            loss, grads = model.loss_and_grad(params, Xb, yb, l2=l2, l2_biases=l2_biases)
+            updates, state = opt.update(grads, state, params)
+            params = apply_updates(params, updates)
+            losses.append(loss)
+            continue
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            loss, grads = model.loss_and_grad(params, Xb, yb, l2=l2, l2_biases=l2_biases)
+            alive = alive & np.isfinite(loss) & _rows_finite(grads, batch)
+            grads = _where_rows(alive, grads, 0.0, batch)
+            if update is not None:
+                updates, state = update(grads, state, params, check_updates=False)
+            else:
+                updates, state = opt.update(grads, state, params)
+            proposal = apply_updates(params, updates)
+            alive = alive & _rows_finite(proposal, batch)
+        params = _where_rows(alive, proposal, params, batch)
+        losses[step] = np.where(alive, loss, np.nan)
     return params, np.array(losses)
+
+
+def diverged_at(losses):
+    """The step at which each run of :func:`train` with ``on_divergence="freeze"`` stopped
+    (the first NaN loss, steps along axis 0), or -1 for a run that took every step."""
+    stopped = np.isnan(np.asarray(losses, dtype=float))
+    return np.where(stopped.any(axis=0), stopped.argmax(axis=0), -1)
+
+
+def init_runs(model, seeds, **kwargs):
+    """Parameters for a batch of runs with real seeds: run ``k`` (any index of the array
+    ``seeds``) starts from ``model.init_params(seeds[k], **kwargs)``, exactly; the batch
+    shape is ``seeds``' shape."""
+    seeds = np.asarray(seeds)
+    if seeds.ndim == 0 or seeds.dtype.kind not in "iu":
+        raise TypeError(f"seeds must be an array of integers with the batch shape; got {seeds!r}")
+    runs = [model.init_params(int(s), **kwargs) for s in seeds.ravel()]
+    return {name: np.stack([r[name] for r in runs]).reshape(*seeds.shape, *runs[0][name].shape)
+            for name in runs[0]}
+
+
+def _batch_orders(batch, n, batch_size, seed, seeds):
+    """A function returning the sample indices of the next mini-batch: None (every sample),
+    ``(batch_size,)`` shared by the batch, or ``(K, batch_size)`` with one order per model."""
+    if seeds is not None:
+        if batch_size is None:
+            raise ValueError("seeds (one mini-batch order per model) need a batch_size")
+        seeds = np.asarray(seeds)
+        if seeds.shape != batch or seeds.dtype.kind not in "iu":
+            raise ValueError(f"seeds must be integers of the batch shape {batch} (one per "
+                             f"model); got {seeds.dtype} of shape {seeds.shape}")
+        rngs = [np.random.default_rng(int(s)) for s in seeds.ravel()]
+    elif batch_size is not None:
+        rngs = None
+        rng = np.random.default_rng(seed)
+    orders, pos = None, n
+
+    def draw():
+        nonlocal orders, pos
+        if batch_size is None:
+            return None
+        if pos + batch_size > n:
+            orders = (rng.permutation(n) if rngs is None
+                      else np.stack([r.permutation(n) for r in rngs]))
+            pos = 0
+        pos += batch_size
+        return orders[..., pos - batch_size:pos]
+
+    return draw
+
+
+def _gather(X, y, idx, batch):
+    """The samples ``idx`` of the data, for every model: shared data and a shared order give
+    (b, d); anything per model gives (*batch, b, d)."""
+    if idx is None:
+        return X, y
+    K, b = math.prod(batch), idx.shape[-1]
+    if X.ndim == 2:
+        if idx.ndim == 1:
+            return X[idx], y[idx]
+        return X[idx].reshape(*batch, b, -1), y[idx].reshape(*batch, b)
+    Xf, yf = X.reshape(K, *X.shape[-2:]), y.reshape(K, -1)
+    rows = np.arange(K)[:, None]
+    idx = np.broadcast_to(idx, (K, b))
+    return Xf[rows, idx].reshape(*batch, b, -1), yf[rows, idx].reshape(*batch, b)
+
+
+def _rows_finite(tree, batch):
+    """Per model of the batch: True if every value of every array of ``tree`` is finite."""
+    ok = np.ones(batch, dtype=bool)
+    for a in tree.values():
+        ok &= np.isfinite(a).all(axis=tuple(range(len(batch), a.ndim)))
+    return ok
+
+
+def _where_rows(keep, tree, other, batch):
+    """``tree`` for the models where ``keep``, ``other`` (a tree or a number) elsewhere."""
+    out = {}
+    for name, a in tree.items():
+        k = keep.reshape(*batch, *(1,) * (a.ndim - len(batch)))
+        b = other[name] if isinstance(other, dict) else other
+        out[name] = np.where(k, a, b).astype(a.dtype, copy=False)
+    return out

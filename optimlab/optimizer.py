@@ -56,24 +56,31 @@ class Optimizer:
     # -- the pure API -------------------------------------------------------------------------
     def init(self, params):
         """The initial state for ``params`` (an ndarray or a dict/list/tuple of them)."""
-        def leaf(path, p):
+        def leaf(path, p, opt=self):
             p = _check_param(path, p)
-            return _cast_state(self.transform.init(p), p.dtype)
+            return _cast_state(opt.transform.init(p), p.dtype)
 
-        return OptState(0, map_leaves(leaf, params))
+        return OptState(0, self._map_leaves(leaf, params))
 
     def update(self, grads, state, params):
         """Return ``(updates, new_state)``; ``params + updates`` are the new parameters."""
+        return self._update(grads, state, params)
+
+    def _update(self, grads, state, params, check_updates=True):
+        """``update``; with ``check_updates=False`` a non-finite update (from finite gradients)
+        is returned instead of raising (``optimlab.models.train`` freezes such runs)."""
         t = _check_state(state) + 1
 
-        def leaf(path, p, g, s):
+        def leaf(path, p, g, s, opt=self):
             p = _check_param(path, p)
             g = _check_grad(path, g, p)
-            self._check_slots(path, s, p)
+            opt._check_slots(path, s, p)
             if not _finite(g):
                 return None
-            u, s_new = self.transform.update(g, s, p, t)
-            u = _check_update(path, np.asarray(u, dtype=p.dtype), t)
+            u, s_new = opt.transform.update(g, s, p, t)
+            u = np.asarray(u, dtype=p.dtype)
+            if check_updates:
+                u = _check_update(path, u, t)
             if u.shape != p.shape or any(
                     np.shape(a) != p.shape for a in state_arrays(s_new)):
                 raise ValueError(f"the update for {path} has shape {u.shape}, not {p.shape}: "
@@ -83,7 +90,8 @@ class Optimizer:
         # 0/0 or overflow is reported by the checks below, as an error naming the step,
         # not as a NumPy warning first.
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            out = map_leaves(leaf, params, grads, state.inner, names=("grads", "state.inner"))
+            out = self._map_leaves(leaf, params, grads, state.inner,
+                                   names=("grads", "state.inner"))
         if any(o is None for o in leaves(out)):
             return self._nonfinite(grads, state, params, t)
         updates, inner = unzip(out, 2, params)
@@ -103,28 +111,48 @@ class Optimizer:
         while writing: it raises, leaving params and state partly updated.
         """
         t = _check_state(state) + 1
-        checked = map_leaves(self._check_step_leaf, params, grads, state.inner,
-                             names=("grads", "state.inner"))
-        pieces = leaves(checked)
+        checked = self._map_leaves(self._check_step_leaf, params, grads, state.inner,
+                                   names=("grads", "state.inner"))
+        pieces = [piece[:4] for piece in leaves(checked)]
+        # One transform for all arrays, or (parameter groups) the transform of each array.
+        transforms = [piece[4] for piece in leaves(checked)]
+        if len({id(tr) for tr in transforms}) == 1:
+            transforms = transforms[0]
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             if not fast.all_finite([g for _, _, g, _ in pieces]):
                 if self.nonfinite == "skip":
                     return state
                 self._nonfinite(grads, state, params, t)
-            fast.step_in_place(self.transform, pieces, t)
+            fast.step_in_place(transforms, pieces, t)
         return OptState(t, state.inner)
 
-    def _check_step_leaf(self, path, p, g, s):
+    def _check_step_leaf(self, path, p, g, s, opt=None):
+        opt = self if opt is None else opt
         p = _check_param(path, p)
         if not p.flags.writeable:
             raise ValueError(f"{path} is read-only; step() updates params in place")
         g = _check_grad(path, g, p)
-        self._check_slots(path, s, p)
+        opt._check_slots(path, s, p)
         for a in state_arrays(s):
             if not a.flags.writeable or a.dtype != p.dtype:
                 raise ValueError(f"state.inner at {path} must hold writable {p.dtype} arrays "
                                  "for step(); use update() with this state")
-        return _Leaf((path, p, g, s))
+        return _Leaf((path, p, g, s, opt.transform))
+
+    # -- parameter groups ---------------------------------------------------------------------
+    def _leaf_optimizers(self, params):
+        """The optimizer that updates each array of ``params``, as a tree in params' structure;
+        None when it is this one everywhere (a :class:`~optimlab.Partition` routes
+        each array to the optimizer of its group)."""
+        return None
+
+    def _map_leaves(self, fn, params, *others, names=()):
+        """``map_leaves(fn, params, *others)``, with the array's optimizer as a last argument
+        to ``fn`` when the arrays do not all share this one."""
+        rules = self._leaf_optimizers(params)
+        if rules is None:
+            return map_leaves(fn, params, *others, names=names)
+        return map_leaves(fn, params, *others, rules, names=(*names, "labels"))
 
     def _check_slots(self, path, s, p):
         """``s`` must be a state this optimizer's ``init`` makes for ``p``: same kind, same shapes."""

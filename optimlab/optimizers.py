@@ -7,10 +7,14 @@ and ``lr`` may be a schedule: a callable of the number of updates already made.
 The ``*_pieces`` functions return the list of transforms each optimizer chains.
 """
 
+import functools
+import inspect
+
 import numpy as np
 
 from . import ops
 from . import transforms as T
+from .groups import masked
 from .optimizer import Optimizer
 from .validation import check_betas, check_choice, check_flag, check_lr, check_range, value_at
 
@@ -51,6 +55,45 @@ def _for_rank(value, rank):
     return value
 
 
+_MASK_DOC = r"""
+
+    Decay mask: ``mask`` (keyword-only; default None, every array decayed) says which arrays
+    of params get weight decay: a tree of bools in the structure of params (a bool may stand
+    for a sub-tree) or a callable ``params -> tree`` of them, as optax's
+    ``add_decayed_weights(mask=...)`` / ``optax.masked`` and torch's parameter groups with
+    ``weight_decay=0``. Array :math:`i` is updated with :math:`\lambda_i = \lambda` where the
+    mask is True and :math:`\lambda_i = 0` where it is False, every other hyperparameter
+    unchanged: bit for bit this optimizer and the same one with ``weight_decay=0``, each on
+    its arrays (a :class:`~optimlab.Partition` of the two; see
+    :func:`optimlab.groups.masked`). ``mask=lambda p: {k: v.ndim >= 2 for k, v in
+    p.items()}`` decays the weight matrices and not the biases (for batched params, count
+    the batch axis).
+    """
+
+
+def _maskable(constructor):
+    """Add the keyword-only argument ``mask`` to a constructor that has ``weight_decay``.
+
+    The constructor's own lines stay as they are: with a mask, it is called twice, as given
+    and with ``weight_decay=0``, and the two optimizers are partitioned by the mask.
+    """
+    signature = inspect.signature(constructor)
+
+    @functools.wraps(constructor)
+    def with_mask(*args, mask=None, **kwargs):
+        opt = constructor(*args, **kwargs)
+        if mask is None:
+            return opt
+        arguments = signature.bind(*args, **kwargs).arguments
+        return masked(opt, constructor(**{**arguments, "weight_decay": 0.0}), mask)
+
+    with_mask.__signature__ = signature.replace(parameters=[
+        *signature.parameters.values(),
+        inspect.Parameter("mask", inspect.Parameter.KEYWORD_ONLY, default=None)])
+    with_mask.__doc__ = constructor.__doc__.rstrip() + "\n" + _MASK_DOC
+    return with_mask
+
+
 def decay_pieces(direction, lr, weight_decay, decoupled, schedule_multiplier, decay_order):
     r"""The pieces around ``direction`` (a list of transforms: the preconditioned step) that put
     weight decay where each variant puts it: before the direction (L2, the gradient sees
@@ -76,6 +119,7 @@ def _check_schedule_multiplier(schedule_multiplier, decoupled):
                              "decoupled_weight_decay=True (or adamw)")
 
 
+@_maskable
 def sgd(lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0, *,
         lr_in_buffer=False, decoupled_weight_decay=False, schedule_multiplier=None):
     r"""Stochastic gradient descent with optional (Nesterov) momentum, as ``torch.optim.SGD``.
@@ -150,6 +194,7 @@ def inverse_time_decay(lr, lr_decay):
     return lambda count: value_at("lr", lr, count) / (1 + count * lr_decay)
 
 
+@_maskable
 def adagrad(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
             *, eps_inside=False):
     r"""AdaGrad (Duchi, Hazan & Singer, 2011), as ``torch.optim.Adagrad``.
@@ -181,6 +226,7 @@ def adagrad_pieces(lr, lr_decay, weight_decay, initial_accumulator_value, eps, e
             T.scale_by_learning_rate(inverse_time_decay(lr, lr_decay))]
 
 
+@_maskable
 def rmsprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, *,
             eps_inside=False):
     r"""RMSProp (Tieleman & Hinton, 2012), as ``torch.optim.RMSprop``.
@@ -216,6 +262,7 @@ def rmsprop_pieces(lr, alpha, eps, weight_decay, momentum, centered, eps_inside)
             T.scale_by_learning_rate(lr)]
 
 
+@_maskable
 def adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
          decoupled_weight_decay=False, bias_correction=True, eps_hat=False, amsgrad_max="raw",
          decay_order="before", schedule_multiplier=None):
@@ -244,6 +291,7 @@ def adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
                  bias_correction, eps_hat, amsgrad_max, decay_order, schedule_multiplier)
 
 
+@_maskable
 def adamw(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
           bias_correction=True, eps_hat=False, amsgrad_max="raw", decay_order="before",
           schedule_multiplier=None):
