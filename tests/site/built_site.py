@@ -1,7 +1,8 @@
 """What the site tests know about the built site, read from the files alone (no browser).
 
 Pages are discovered from ``_build/html`` at collection time, so pages added later are
-tested without editing the tests.
+tested without editing the tests. ``OPTIMLAB_SITE_DIR`` points the tests at another built
+site (the ``html`` folder of a ``jupyter-book build --path-output DIR``: ``DIR/_build/html``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-SITE = ROOT / "_build" / "html"
+SITE = Path(os.environ.get("OPTIMLAB_SITE_DIR") or ROOT / "_build" / "html").resolve()
 NOT_PAGES = ("_static", "_sources", "_images", "_downloads")
 LOCAL = "site.invalid"  # stands for the site's own origin when resolving links
 SKIPPED_SCHEMES = ("mailto", "javascript", "data", "tel")
@@ -59,6 +60,26 @@ def notebook_sources():
     if not sources.is_dir():
         return []
     return sorted(path.relative_to(sources).as_posix() for path in sources.rglob("*.ipynb"))
+
+
+def toc_pages():
+    """The HTML page of every file in _toc.yml (root and chapters), in reading order."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf8"))
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            name = node.get("root") or node.get("file")
+            if isinstance(name, str):
+                found.append(f"{name}.html")
+            for key in ("parts", "chapters", "sections"):
+                walk(node.get(key, []))
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(toc)
+    return found
 
 
 def toc_notebooks():

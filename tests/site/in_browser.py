@@ -130,3 +130,76 @@ async () => {
   return report;
 }
 """
+
+
+# Runs in the page after `load` at a given viewport: waits for MathJax and the images, then
+# measures what a reader on that screen gets. See tests/site/test_layout.py.
+LAYOUT_JS = r"""
+async () => {
+  const withTimeout = (promise, ms) =>
+    Promise.race([promise, new Promise(resolve => setTimeout(() => resolve('timeout'), ms))]);
+  const mj = window.MathJax;
+  if (mj && mj.startup && mj.startup.promise) await withTimeout(mj.startup.promise, 15000);
+  const images = [...document.images];
+  images.forEach(img => { img.loading = 'eager'; });
+  await withTimeout(Promise.all(images.map(img => img.decode().catch(() => null))), 10000);
+  await new Promise(resolve => requestAnimationFrame(() => setTimeout(resolve, 100)));
+
+  const report = {innerWidth: window.innerWidth,
+                  scrollWidth: document.documentElement.scrollWidth};
+  const describe = el => {
+    const id = el.id ? '#' + el.id : '';
+    const cls = el.classList.length ? '.' + [...el.classList].slice(0, 2).join('.') : '';
+    return `<${el.tagName.toLowerCase()}${id}${cls}> "${el.textContent.trim().slice(0, 50)}"`;
+  };
+  // The outermost elements that reach past the right edge, for the failure message.
+  report.tooWide = [];
+  if (report.scrollWidth > report.innerWidth) {
+    for (const el of document.body.querySelectorAll('*')) {
+      const right = el.getBoundingClientRect().right + window.scrollX;
+      if (right > report.innerWidth + 1 && getComputedStyle(el).position !== 'fixed') {
+        let parent = el.parentElement, nested = false;
+        while (parent && parent !== document.body) {
+          if (report.tooWide.some(w => w.el === parent)) { nested = true; break; }
+          parent = parent.parentElement;
+        }
+        if (!nested) report.tooWide.push({el, text: `${describe(el)} reaches ${Math.round(right)} px`});
+      }
+      if (report.tooWide.length >= 8) break;
+    }
+    report.tooWide = report.tooWide.map(w => w.text);
+  }
+
+  // Text a reader sees as TeX source: text nodes of the page outside code and typeset math.
+  const skip = 'pre, code, kbd, samp, script, style, textarea, mjx-container, .math, ' +
+               '.highlight, .MathJax, .sig, [aria-hidden="true"]';  // .sig: API signatures are code
+  const macros = 'frac|sqrt|mathrm|mathbf|hat|bar|tilde|nabla|sum|prod|left|right|begin|end|' +
+                 'alpha|beta|gamma|eta|lambda|mu|theta|epsilon|kappa|rho|sigma|tau|cdot|le|ge|infty|ell';
+  const tex = new RegExp('\\$[^$\\s][^$]*\\$|\\\\[()\\[\\]]|\\\\(' + macros + ')\\b');
+  report.rawTex = [];
+  const root = document.querySelector('.bd-article') || document.body;
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    if (node.parentElement.closest(skip)) continue;
+    const match = node.textContent.match(tex);
+    if (match) {
+      const at = Math.max(0, match.index - 30);
+      report.rawTex.push(node.textContent.slice(at, match.index + 40).replace(/\s+/g, ' '));
+    }
+  }
+
+  // Figures: the scale at which each one is drawn (see test_figures_are_legible_on_a_phone).
+  report.figures = images
+    .filter(img => img.closest('.bd-article') && (img.closest('.cell_output') || img.closest('figure')))
+    .map(img => {
+      const declared = parseFloat(img.getAttribute('width')) ||
+                       (img.style.width.endsWith('px') ? parseFloat(img.style.width) : 0);
+      const natural = declared || img.naturalWidth;
+      const rendered = img.getBoundingClientRect().width;
+      return {src: img.getAttribute('src'), naturalCss: natural, declared: !!declared,
+              pixels: img.naturalWidth, rendered,
+              scale: natural ? rendered / natural : 0};
+    });
+  return report;
+}
+"""
