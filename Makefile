@@ -23,7 +23,7 @@ export OPENBLAS_NUM_THREADS ?= 1
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: book test unit nbval site notebooks bench lint clean lock pdf
+.PHONY: book test unit nbval site notebooks bench lint lint-workflows clean lock pdf
 
 $(STAMP): $(LOCK) pyproject.toml .jupyter/jupyter_nbconvert_config.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -79,8 +79,12 @@ lock:  ## regenerate requirements.lock and requirements-ci.lock (needs PyPI)
 	  --no-emit-find-links requirements-ci.txt >> $(CI_LOCK)
 	! grep -n '^nvidia-\|file:' $(CI_LOCK) $(LOCK)
 
-lint: $(STAMP)
-	$(BIN)/ruff check optimlab tests benchmarks
+lint: $(STAMP) lint-workflows  ## ruff on the package, tests, benchmarks and the notebooks' code; the workflows
+	$(BIN)/ruff check optimlab tests benchmarks book
+
+lint-workflows: $(STAMP)  ## actionlint and the GitHub workflow JSON schema (vendored: works offline)
+	$(BIN)/actionlint .github/workflows/*.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 clean:
 	rm -rf _build
