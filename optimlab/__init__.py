@@ -31,7 +31,8 @@ def run(opt, objective, x0, steps):
 
 __version__ = "0.1.0"
 
-_LAZY = ("symbolic", "schedules", "objectives", "runner", "plotting", "datasets", "models", "listing")
+_LAZY = ("symbolic", "schedules", "objectives", "runner", "plotting", "datasets", "models", "listing",
+         "translation")
 
 
 def __getattr__(name):

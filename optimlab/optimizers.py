@@ -228,7 +228,7 @@ def adagrad_pieces(lr, lr_decay, weight_decay, initial_accumulator_value, eps, e
 
 @_maskable
 def rmsprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, *,
-            eps_inside=False):
+            eps_inside=False, lr_in_buffer=False, nesterov=False, initial_scale=0.0):
     r"""RMSProp (Tieleman & Hinton, 2012), as ``torch.optim.RMSprop``.
 
     .. math::
@@ -241,6 +241,21 @@ def rmsprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, cente
     where :math:`\tilde v_t = v_t`, or :math:`v_t - \bar g_t^2` when ``centered``. ``alpha`` is
     the blog post's ``decay_rate`` (optax calls it ``decay``, default 0.9; Keras ``rho``).
     ``eps_inside=True`` puts eps inside the root, as TensorFlow/Keras and optax do.
+
+    The optax and Keras forms (see :func:`optimlab.optimizers.rmsprop_variant_pieces`):
+
+    - ``lr_in_buffer=True``: the learning rate inside the momentum buffer,
+      :math:`b_t = \mu b_{t-1} + \eta_t d_t,\ \theta_t = \theta_{t-1} - b_t`, as
+      ``keras.optimizers.RMSprop`` (``increment = lr * g / sqrt(...)``; ``momentum = momentum *
+      self.momentum + increment``) and ``optax.rmsprop`` (``scale_by_learning_rate`` before
+      ``trace``) do. Equal to PyTorch's :math:`\theta_t = \theta_{t-1} - \eta b_t` while
+      :math:`\eta` is constant, different under a schedule.
+    - ``nesterov=True`` (optax's ``rmsprop(momentum=..., nesterov=True)``, ``trace``):
+      the step is :math:`d_t + \mu b_t` instead of :math:`b_t` (with the learning rate where the
+      buffer puts it); it needs ``momentum > 0``. PyTorch's RMSprop has no Nesterov option.
+    - ``initial_scale=c`` (optax's ``initial_scale``): :math:`v_0 = c` instead of 0
+      (:func:`optimlab.transforms.initial_state`); with ``centered`` only :math:`v` starts at
+      :math:`c`, :math:`\bar g_0 = 0`, as in optax's ``scale_by_stddev``.
     """
     check_lr("lr", lr)
     check_range("alpha", alpha, 0.0, 1.0)
@@ -249,9 +264,12 @@ def rmsprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, cente
     check_range("momentum", momentum, 0.0, 1.0)
     centered = check_flag("centered", centered)
     eps_inside = check_flag("eps_inside", eps_inside)
-    return _optimizer("rmsprop", rmsprop_pieces, dict(
-        lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
-        centered=centered, eps_inside=eps_inside))
+    hyper = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                 centered=centered, eps_inside=eps_inside)
+    variants = _rmsprop_variants(momentum, lr_in_buffer, nesterov, initial_scale)
+    if variants:  # only then: the plain form keeps the pieces (and repr) it always had
+        return _optimizer("rmsprop", rmsprop_variant_pieces, {**hyper, **variants})
+    return _optimizer("rmsprop", rmsprop_pieces, hyper)
 
 
 def rmsprop_pieces(lr, alpha, eps, weight_decay, momentum, centered, eps_inside):
@@ -262,10 +280,42 @@ def rmsprop_pieces(lr, alpha, eps, weight_decay, momentum, centered, eps_inside)
             T.scale_by_learning_rate(lr)]
 
 
+def _rmsprop_variants(momentum, lr_in_buffer, nesterov, initial_scale):
+    """The optax/Keras keywords of :func:`rmsprop` that differ from their defaults, checked."""
+    lr_in_buffer = check_flag("lr_in_buffer", lr_in_buffer)
+    nesterov = check_flag("nesterov", nesterov)
+    check_range("initial_scale", initial_scale)
+    if nesterov and _some_zero(momentum):
+        raise ValueError(f"nesterov=True requires momentum > 0; got momentum={momentum!r}")
+    if not lr_in_buffer and not nesterov and ops.is_zero(initial_scale):
+        return {}
+    return dict(lr_in_buffer=lr_in_buffer, nesterov=nesterov, initial_scale=initial_scale)
+
+
+def rmsprop_variant_pieces(lr, alpha, eps, weight_decay, momentum, centered, eps_inside,
+                           lr_in_buffer, nesterov, initial_scale):
+    r"""The transforms of :func:`optimlab.rmsprop` with its optax/Keras keywords, in order.
+
+    The same scaling (:func:`optimlab.transforms.scale_by_rms`), started at :math:`v_0` =
+    ``initial_scale``; momentum (:func:`optimlab.transforms.trace`, Nesterov or not) after the
+    learning rate when ``lr_in_buffer`` (optax: ``chain(scale_by_rms, scale_by_learning_rate,
+    trace)``), before it otherwise (PyTorch's place).
+    """
+    rms = T.scale_by_rms(alpha, eps, centered, eps_inside)
+    if not ops.is_zero(initial_scale):
+        rms = T.initial_state(rms, v=initial_scale)
+    momentum_piece = [] if ops.is_zero(momentum) else [T.trace(momentum, nesterov=nesterov)]
+    if lr_in_buffer:
+        return [T.add_decayed_weights(weight_decay), rms, T.scale_by_learning_rate(lr),
+                *momentum_piece]
+    return [T.add_decayed_weights(weight_decay), rms, *momentum_piece,
+            T.scale_by_learning_rate(lr)]
+
+
 @_maskable
 def adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
          decoupled_weight_decay=False, bias_correction=True, eps_hat=False, amsgrad_max="raw",
-         decay_order="before", schedule_multiplier=None):
+         decay_order="before", schedule_multiplier=None, eps_root=0.0):
     r"""Adam (Kingma & Ba, 2015, Algorithm 1), as ``torch.optim.Adam``.
 
     .. math::
@@ -285,16 +335,18 @@ def adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
     ``"corrected"`` (optax), ``decay_order="after"`` (old HuggingFace AdamW: decay the updated
     weights) and ``schedule_multiplier`` (Loshchilov & Hutter's :math:`\eta_t`:
     :math:`\theta_t = \theta_{t-1} - \eta_t(\alpha\,\text{Adam step} + \lambda\theta_{t-1})`,
-    :math:`\alpha` = ``lr``).
+    :math:`\alpha` = ``lr``), and ``eps_root`` (optax: :math:`\hat m_t/(\sqrt{\hat v_t +
+    \epsilon_{root}} + \epsilon)`).
     """
     return _adam("adam", lr, betas, eps, weight_decay, amsgrad, decoupled_weight_decay,
-                 bias_correction, eps_hat, amsgrad_max, decay_order, schedule_multiplier)
+                 bias_correction, eps_hat, amsgrad_max, decay_order, schedule_multiplier,
+                 eps_root)
 
 
 @_maskable
 def adamw(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
           bias_correction=True, eps_hat=False, amsgrad_max="raw", decay_order="before",
-          schedule_multiplier=None):
+          schedule_multiplier=None, eps_root=0.0):
     r"""AdamW (Loshchilov & Hutter, 2019), as ``torch.optim.AdamW``: Adam with decoupled decay.
 
     .. math::
@@ -303,17 +355,19 @@ def adamw(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=Fals
 
     where :math:`m, v` see only the loss gradient. PyTorch writes it as
     :math:`\theta \leftarrow \theta(1-\eta\lambda)` followed by the Adam step: the same numbers.
-    ``decay_order="after"`` decays the already updated weights, as old HuggingFace/BERT code
-    did (with ``bias_correction=False`` for the original BERT); ``schedule_multiplier``
-    scales the decay by the schedule multiplier :math:`\eta_t` instead of by ``lr``, as in
-    the paper's Algorithm 2. See :func:`adam` for the other variants.
+    ``decay_order="after"`` decays the already updated weights, as the old
+    ``transformers.AdamW`` did (BERT fine-tuning ran it with ``correct_bias=False``, i.e.
+    ``bias_correction=False``); the original BERT optimizer decayed before the step, in
+    PyTorch's order, without bias correction. ``schedule_multiplier`` scales the decay by
+    the schedule multiplier :math:`\gamma_t` (the paper's :math:`\eta_t`) instead of by
+    ``lr``, as in the paper's Algorithm 2. See :func:`adam` for the other variants.
     """
     return _adam("adamw", lr, betas, eps, weight_decay, amsgrad, True, bias_correction,
-                 eps_hat, amsgrad_max, decay_order, schedule_multiplier)
+                 eps_hat, amsgrad_max, decay_order, schedule_multiplier, eps_root)
 
 
 def _adam(name, lr, betas, eps, weight_decay, amsgrad, decoupled, bias_correction, eps_hat,
-          amsgrad_max, decay_order, schedule_multiplier):
+          amsgrad_max, decay_order, schedule_multiplier, eps_root=0.0):
     check_lr("lr", lr)
     b1, b2 = check_betas(betas)
     check_range("eps", eps)
@@ -328,6 +382,10 @@ def _adam(name, lr, betas, eps, weight_decay, amsgrad, decoupled, bias_correctio
     if eps_hat and amsgrad and amsgrad_max == "corrected":
         raise ValueError("eps_hat=True works on the raw v; it does not combine with "
                          "amsgrad_max='corrected'")
+    check_range("eps_root", eps_root)
+    if eps_hat and not ops.is_zero(eps_root):
+        raise ValueError("eps_root is optax's epsilon inside sqrt(v_hat + eps_root); eps_hat=True "
+                         "works on the raw v and does not combine with it")
     if decay_order == "after" and (not decoupled or schedule_multiplier is not None):
         raise ValueError("decay_order='after' is a form of decoupled weight decay scaled by lr; "
                          "use adamw (or decoupled_weight_decay=True) without schedule_multiplier")
@@ -335,6 +393,8 @@ def _adam(name, lr, betas, eps, weight_decay, amsgrad, decoupled, bias_correctio
                  decoupled_weight_decay=decoupled, bias_correction=bias_correction,
                  eps_hat=eps_hat, amsgrad_max=amsgrad_max, decay_order=decay_order,
                  schedule_multiplier=schedule_multiplier)
+    if not ops.is_zero(eps_root):  # only then: the plain forms keep the repr they always had
+        hyper["eps_root"] = eps_root
     if name == "adamw":
         del hyper["decoupled_weight_decay"]
         return _optimizer(name, lambda **h: adam_pieces(**h, decoupled_weight_decay=True), hyper)
@@ -342,9 +402,9 @@ def _adam(name, lr, betas, eps, weight_decay, amsgrad, decoupled, bias_correctio
 
 
 def adam_pieces(lr, betas, eps, weight_decay, amsgrad, decoupled_weight_decay, bias_correction,
-                 eps_hat, amsgrad_max, decay_order, schedule_multiplier):
+                 eps_hat, amsgrad_max, decay_order, schedule_multiplier, eps_root=0.0):
     """The transforms whose chain is :func:`optimlab.adam`, in order (the order is the algorithm)."""
     direction = [T.scale_by_adam(*betas, eps, bias_correction=bias_correction, eps_hat=eps_hat,
-                                 amsgrad=amsgrad, amsgrad_max=amsgrad_max)]
+                                 amsgrad=amsgrad, amsgrad_max=amsgrad_max, eps_root=eps_root)]
     return decay_pieces(direction, lr, weight_decay, decoupled_weight_decay,
                          schedule_multiplier, decay_order)

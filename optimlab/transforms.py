@@ -89,7 +89,7 @@ def scale_by_learning_rate(lr, name="lr"):
 
 
 def decay_after_update(weight_decay, lr):
-    r"""Weight decay applied to the *already updated* parameters (old HuggingFace/BERT AdamW).
+    r"""Weight decay applied to the *already updated* parameters (the old ``transformers.AdamW``).
 
     With :math:`\theta' = \theta + u` the result is :math:`\theta' - \eta\lambda\theta'`, so
     :math:`u \leftarrow u - \eta\lambda(\theta + u)`: it differs from decaying :math:`\theta`
@@ -187,7 +187,7 @@ class AdamState(NamedTuple):
 
 
 def scale_by_adam(b1=0.9, b2=0.999, eps=1e-8, *, bias_correction=True, eps_hat=False,
-                  amsgrad=False, amsgrad_max="raw"):
+                  amsgrad=False, amsgrad_max="raw", eps_root=0.0):
     r"""Adam's direction (Kingma & Ba, 2015, Algorithm 1), before the learning rate.
 
     .. math::
@@ -206,6 +206,10 @@ def scale_by_adam(b1=0.9, b2=0.999, eps=1e-8, *, bias_correction=True, eps_hat=F
     - ``amsgrad=True`` (Reddi, Kale & Kumar, 2018) with ``amsgrad_max="raw"`` (PyTorch):
       :math:`v^{\max}_t = \max(v^{\max}_{t-1}, v_t)`, :math:`\hat v_t = v^{\max}_t/(1-\beta_2^t)`;
       with ``"corrected"`` (optax): :math:`\hat v_t = \max(\hat v_{t-1}, v_t/(1-\beta_2^t))`.
+    - ``eps_root`` (optax's ``scale_by_adam``/``scale_by_amsgrad``, ``eps_root``): a second
+      epsilon inside the root, :math:`u_t = \hat m_t/(\sqrt{\hat v_t + \epsilon_{root}} + \epsilon)`
+      (optax's default 0 gives Algorithm 1; ``eps_root > 0`` keeps the root's derivative finite
+      where :math:`\hat v_t = 0`, for meta-learning). Not with ``eps_hat``.
     """
 
     def init(p):
@@ -226,6 +230,25 @@ def scale_by_adam(b1=0.9, b2=0.999, eps=1e-8, *, bias_correction=True, eps_hat=F
             if eps_hat:
                 return (ops.sqrt(c2) / c1) * m / (ops.sqrt(v_raw) + eps), AdamState(m, v, v_max)
             v_hat = v_raw / c2
+        if not ops.is_zero(eps_root):  # optax: sqrt(v_hat + eps_root) + eps
+            v_hat = v_hat + eps_root
         return (m / c1) / (ops.sqrt(v_hat) + eps), AdamState(m, v, v_max)
 
     return Transform(init, update)
+
+
+def initial_state(transform, **values):
+    r"""``transform`` with some state slots started at a given value instead of 0.
+
+    ``initial_state(scale_by_rms(...), v=c)`` starts RMSProp's average at :math:`v_0 = c`, as
+    optax's ``scale_by_rms(initial_scale=c)`` and ``scale_by_stddev(initial_scale=c)`` do
+    (``nu = full_like(params, initial_scale)``); the update rule itself is unchanged:
+    :math:`v_t = \alpha v_{t-1} + (1-\alpha) g_t^2` from :math:`v_0 = c`, so
+    :math:`v_t = \alpha^t c + (1-\alpha)\sum_{k\le t}\alpha^{t-k} g_k^2`.
+    """
+
+    def init(p):
+        state = transform.init(p)
+        return state._replace(**{k: getattr(state, k) + value for k, value in values.items()})
+
+    return Transform(init, transform.update)

@@ -39,3 +39,54 @@ def import_torch():
 def torch():
     """The torch module (skips, or fails under OPTIMLAB_REQUIRE_TORCH=1, when it is absent)."""
     return import_torch()
+
+
+# optax and Keras (3, JAX backend) are optional in the same way: OPTIMLAB_REQUIRE_OPTAX=1 and
+# OPTIMLAB_REQUIRE_KERAS=1 (set in CI) turn their absence into a failure.
+OPTAX_REASON = ("optax is not installed; the optax cross-checks need it "
+                "(pip install --no-deps -r requirements-ci.lock)")
+KERAS_REASON = ("keras is not installed; the Keras cross-checks need it with the JAX backend "
+                "(pip install --no-deps -r requirements-ci.lock)")
+
+
+def _required(variable):
+    return os.environ.get(variable, "").strip() not in ("", "0")
+
+
+def _import_or_skip(name, variable, reason, setup=None):
+    try:
+        if setup is not None:
+            setup()
+        return importlib.import_module(name)
+    except ImportError as exc:
+        if _required(variable):
+            pytest.fail(f"{variable} is set but {name} cannot be imported: {exc}", pytrace=False)
+        pytest.skip(f"{reason} ({exc})")
+
+
+def _enable_x64():
+    jax = importlib.import_module("jax")
+    jax.config.update("jax_enable_x64", True)  # float64 arrays, as the cross-checks need
+
+
+@pytest.fixture(scope="session")
+def optax():
+    """optax, with JAX's 64-bit mode on (skips, or fails under OPTIMLAB_REQUIRE_OPTAX=1)."""
+    return _import_or_skip("optax", "OPTIMLAB_REQUIRE_OPTAX", OPTAX_REASON, _enable_x64)
+
+
+def _keras_setup():
+    os.environ["KERAS_BACKEND"] = "jax"  # read once, at Keras's first import
+    _enable_x64()
+
+
+@pytest.fixture(scope="session")
+def keras():
+    """Keras 3 on the JAX backend with float64 as floatx (skips, or fails under
+    OPTIMLAB_REQUIRE_KERAS=1, when it is absent)."""
+    module = _import_or_skip("keras", "OPTIMLAB_REQUIRE_KERAS", KERAS_REASON, _keras_setup)
+    if module.backend.backend() != "jax":
+        pytest.fail(f"Keras was imported with the {module.backend.backend()!r} backend before the "
+                    "cross-checks could select JAX (KERAS_BACKEND=jax)", pytrace=False)
+    module.config.set_floatx("float64")
+    return module
