@@ -2,12 +2,14 @@
 
     python benchmarks/run_all.py              # everything (a few minutes)
     python benchmarks/run_all.py --quick      # N up to 1e6, fewer repeats, no notebooks
+    python benchmarks/fused_vs_torch.py       # AdamW/Adam at 1e7 float64, 21 paired repeats
 
 The torch columns appear when torch is installed (``pip install torch==2.13.0``). Results are
 also written as JSON to ``benchmarks/results/`` and the step-time plot as a PNG there.
-Timings are noisy on a shared machine: every contender runs in the same loop, each repeat
-first waits (up to --settle seconds) for idle CPUs, and the tables keep the best repeat;
-quote ratios, and rerun on a quiet machine.
+Timings are noisy on a shared machine: every contender runs in the same loop, in a rotating
+order, and the tables report medians of ratios taken within a repeat (with --settle S each
+repeat first waits up to S seconds for idle CPUs); quote ratios, and rerun on a quiet
+machine. ``fused_vs_torch.py`` repeats the headline comparison many more times.
 """
 
 import argparse
@@ -29,23 +31,32 @@ def main():
     parser.add_argument("--no-torch", action="store_true", help="leave torch out")
     parser.add_argument("--no-notebooks", action="store_true", help="skip executing the book")
     parser.add_argument("--repeats", type=int, default=None, help="repeats per measurement")
-    parser.add_argument("--settle", type=float, default=2.0,
+    parser.add_argument("--settle", type=float, default=0.0,
                         help="seconds to wait, before each repeat, for idle CPUs (0: never)")
     args = parser.parse_args()
     started = time.perf_counter()
     sizes = speed.SIZES[:-1] if args.quick else speed.SIZES
-    repeats = args.repeats or (3 if args.quick else 7)
+    repeats = args.repeats or (3 if args.quick else 5)
 
     section("Machine")
     info = speed.machine()
     speed.print_machine(info)
 
-    section("Step time: one update of N values (best of the repeats)")
-    print("ratios: /floor = optimlab time / memory-traffic floor; torch mode/ol = torch time /"
-          " optimlab time (> 1: optimlab is faster)\n")
+    section("Step time: one update of N values, against the memory bound")
+    print("every column: the contender's time / the bound's time in the same repeat (median"
+          " over repeats); fu/t.fu: optimlab fused / torch fused (<= 1: optimlab as fast or"
+          " faster)\n")
     steps = speed.step_times(sizes=sizes, repeats=repeats, with_torch=not args.no_torch,
                              settle=args.settle)
     speed.print_step_table(steps)
+    print()
+    speed.print_time_table(steps)
+
+    section("The memory bound: bytes read and written per second (bound.py)")
+    speed.print_bandwidth(steps)
+
+    section("Kernels compiled by Numba for the fused step (not part of any step time)")
+    speed.print_compile_times()
 
     section("Memory allocated during one step (tracemalloc)")
     memory = speed.step_memory(n=10**6 if args.quick else 10**7)

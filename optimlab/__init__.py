@@ -32,7 +32,7 @@ def run(opt, objective, x0, steps):
 __version__ = "0.1.0"
 
 _LAZY = ("symbolic", "schedules", "objectives", "runner", "plotting", "datasets", "models", "listing",
-         "translation")
+         "translation", "fused")
 
 
 def __getattr__(name):
