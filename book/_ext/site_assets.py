@@ -21,6 +21,10 @@ A small local Sphinx extension, loaded from ``_config.yml``. It
   markers belong in cell tags; the downloaded notebook is unchanged);
 * typesets the ``$...$`` math of bibliography entries (pybtex writes it out as text) and
   links every bibliography entry back to the places that cite it, on any page;
+* loads the interactive figures' scripts on the pages that hold one, and only there: the
+  vendored Vega and Vega-Lite (``static/vega``: ``vega@6.4.0`` and ``vega-lite@6.5.0``
+  from npm, BSD-3-Clause; see ``static/vega/README.txt``) and ``static/interactive``, which
+  draws the figures that ``optimlab.interactive`` wrote into a notebook's outputs;
 * builds ``_downloads/BUNDLE`` when the site is built: the chapters' notebooks, optimlab,
   its requirements and the lock, in one zip that runs offline once installed; every page
   offers it in the theme's download menu, and the ``{bundle}`` role links to it from prose.
@@ -46,6 +50,10 @@ BUNDLE_FILES = ("README.md", "LICENSE", "pyproject.toml", "requirements.txt", "r
 BUNDLE_TREES = ("optimlab",)
 NBVAL_COMMENT = re.compile(r"^[ \t]*#[ \t]*NBVAL_[A-Z_]+[ \t]*\n?", re.MULTILINE)
 INLINE_TEX = re.compile(r"\$([^$]+)\$")
+# An interactive figure is an HTML output holding <div class="ol-interactive">.
+INTERACTIVE_MARK = 'class="ol-interactive"'
+INTERACTIVE_JS = ("vega/vega.min.js", "vega/vega-lite.min.js", "interactive/figures.js")
+INTERACTIVE_CSS = "interactive/figures.css"
 
 
 def add_paths(app, config):
@@ -293,6 +301,16 @@ def build_bundle(app, exception):
             add(path.relative_to(root).as_posix(), path.read_bytes())
 
 
+def interactive_assets(app, pagename, templatename, context, doctree):
+    """Vega, Vega-Lite and the figure script, on the pages with an interactive figure only."""
+    if doctree is None:
+        return
+    if any(INTERACTIVE_MARK in node.astext() for node in doctree.findall(nodes.raw)):
+        for script in INTERACTIVE_JS:  # deferred scripts run in order, after the page is parsed
+            app.add_js_file(script, loading_method="defer")
+        app.add_css_file(INTERACTIVE_CSS)
+
+
 def nitpick_pairs(app, config):
     # _config.yml can only write lists; Sphinx looks up (type, target) tuples.
     config.nitpick_ignore = [tuple(pair) for pair in config.nitpick_ignore]
@@ -304,6 +322,7 @@ def setup(app):
     app.connect("config-inited", nitpick_pairs)
     app.connect("html-page-context", page_head, priority=900)
     app.connect("html-page-context", bundle_button, priority=900)
+    app.connect("html-page-context", interactive_assets)
     app.connect("doctree-read", hide_nbval_comments)
     app.connect("doctree-resolved", bibliography_aids)
     app.connect("build-finished", build_bundle)
