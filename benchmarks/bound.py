@@ -1,22 +1,22 @@
-"""The memory bound of an optimizer step: the machine's sustainable bandwidth for the streams
-a step reads and writes, measured with the thread count the contenders use.
+"""The memory reference of an optimizer step: the time of a minimal loop that moves exactly
+the bytes a step reads and writes, on the threads the contenders use.
 
-An in-place step on N values with k state arrays must read ``params``, ``grads`` and the k
+An in-place step on d values with k state arrays must read ``params``, ``grads`` and the k
 state arrays (2 + k streams) and write ``params`` and the state back (1 + k streams, into
 the cache lines it has just read, so no write-allocate traffic). For Adam that is 4 reads
-and 3 writes of N values. The bound is the time of a loop that does exactly that and
+and 3 writes of d values. The reference is the time of a loop that does exactly that and
 nothing else (one add or multiply-add per value written), on the same threads as
-``opt.step``, taking the same pieces in turn: reads and writes are counted separately, as
-bytes read / time and bytes written / time.
+``opt.step``, taking the same pieces in turn; bytes read / time and bytes written / time
+give its bandwidth.
 
-With Numba the loop is compiled (one pass, every stream once: the true bound). Without it,
-NumPy does it chunk by chunk (64 Ki values), each written array updated by one in-place
-``add`` whose gradient chunk comes from the cache after the first: the same streams, at
-NumPy's pace, so a looser bound (the table says which one it used).
+It is a reference a step can at best approach, not a floor: it is one loop, timed on the
+same (possibly loaded) machine as the contenders, so noise and implementation details can
+put a contender at or slightly below it.
 
-This replaces an earlier "memory-traffic floor" that scaled a single-thread ``np.copyto``:
-a copy pays write-allocate traffic (reading the destination before overwriting it) and uses
-one core, so torch's fused kernel ran well under it. It was not a floor.
+With Numba the loop is compiled (one pass, every stream once). Without it, NumPy does it
+chunk by chunk (64 Ki values), each written array updated by one in-place ``add`` whose
+gradient chunk comes from the cache after the first: the same streams, at NumPy's pace, so
+a slower reference (the table says which one it used).
 """
 
 import itertools

@@ -1,15 +1,18 @@
 """Print every performance table of optimlab (``make bench``), and the targets they check.
 
     python benchmarks/run_all.py              # everything (a few minutes)
-    python benchmarks/run_all.py --quick      # N up to 1e6, fewer repeats, no notebooks
+    python benchmarks/run_all.py --quick      # d up to 1e6, fewer repeats, no notebooks
     python benchmarks/fused_vs_torch.py       # AdamW/Adam at 1e7 float64, 21 paired repeats
 
-The torch columns appear when torch is installed (``pip install torch==2.13.0``). Results are
+Repeats: 5 per measurement at every size (3 with --quick; --repeats overrides).
+The torch columns appear when torch is installed (``pip install torch==2.13.0``); torch runs
+on one thread below 1e7 values (see ``speed.TORCH_ONE_THREAD_BELOW``). Results are
 also written as JSON to ``benchmarks/results/`` and the step-time plot as a PNG there.
 Timings are noisy on a shared machine: every contender runs in the same loop, in a rotating
-order, and the tables report medians of ratios taken within a repeat (with --settle S each
-repeat first waits up to S seconds for idle CPUs); quote ratios, and rerun on a quiet
-machine. ``fused_vs_torch.py`` repeats the headline comparison many more times.
+order; the tables report each contender's median time divided by the memory reference's
+fastest repeat, and medians of ratios between contenders taken within a repeat (with
+--settle S each repeat first waits up to S seconds for idle CPUs); quote ratios, and rerun
+on a quiet machine. ``fused_vs_torch.py`` repeats the headline comparison 21 times by default.
 """
 
 import argparse
@@ -42,17 +45,18 @@ def main():
     info = speed.machine()
     speed.print_machine(info)
 
-    section("Step time: one update of N values, against the memory bound")
-    print("every column: the contender's time / the bound's time in the same repeat (median"
-          " over repeats); fu/t.fu: optimlab fused / torch fused (<= 1: optimlab as fast or"
-          " faster)\n")
+    section("Step time: one update of d values, against the memory reference")
+    print("every column: the contender's median time / the memory reference's fastest repeat"
+          " (a reference a step can at best approach, not a floor);"
+          " fu/t.fu: optimlab fused / torch fused (<= 1: optimlab as fast or faster);"
+          " t.thr: torch's threads\n")
     steps = speed.step_times(sizes=sizes, repeats=repeats, with_torch=not args.no_torch,
                              settle=args.settle)
     speed.print_step_table(steps)
     print()
     speed.print_time_table(steps)
 
-    section("The memory bound: bytes read and written per second (bound.py)")
+    section("The memory reference: bytes read and written per second (bound.py)")
     speed.print_bandwidth(steps)
 
     section("Kernels compiled by Numba for the fused step (not part of any step time)")

@@ -2,27 +2,34 @@
 
 Everything is timed side by side in one process: each repeat runs every contender once (in a
 rotating order), so that a burst of load on the machine hits them all alike, and the tables
-report the best of the repeats (the least disturbed run) and ratios between contenders of
-the same repeat loop. Ratios are the figures to quote; absolute times describe one machine.
+report medians over the repeats: of each contender's time, and of its ratio to another
+contender timed in the same repeat. Ratios are the figures to quote; absolute times describe
+one machine, and on a shared machine they are noisy.
 
-Contenders for one optimizer step on N values (one array, a list of 100 arrays of N/100
-values, or a batch of 100 runs of N/100 values with one learning rate per run):
+Contenders for one optimizer step on d values (one array, a list of 100 arrays of N/100
+values, or a batch of 100 runs of d/100 values with one learning rate per run):
 
 - ``pure``: ``opt.update`` + ``ol.apply_updates`` (new arrays every step; one array only);
 - ``blocks``: ``opt.step`` replaying the traced rule on cache-sized blocks with NumPy;
 - ``fused``: ``opt.step`` with the loop compiled from the same trace (needs Numba);
 - ``torch loop`` / ``torch foreach`` / ``torch fused``: ``torch.optim`` with
-  ``foreach=False``, ``foreach=True`` and ``fused=True`` (when torch is installed), on the
-  same data, with as many threads as optimlab uses (a batch of runs: one parameter group,
-  with its own learning rate, per run);
-- ``bound``: the memory bound (``bound.py``): a loop reading ``params``, ``grads`` and the k
-  state arrays and writing ``params`` and the state, nothing else, on the same threads.
+  ``foreach=False`` (its default on CPU), ``foreach=True`` (one call per operation over
+  the list of tensors; on CPU a loop of per-tensor kernels) and ``fused=True`` (when torch
+  is installed), on the same data (a batch of runs: one parameter group, with its own
+  learning rate, per run), on :func:`torch_threads` threads;
+- ``bound``: the memory reference (``bound.py``): a minimal loop reading ``params``,
+  ``grads`` and the k state arrays and writing ``params`` and the state, nothing else, on
+  the same threads as ``opt.step``.
 
-Every contender is reported as the median, over the repeats, of its time divided by the
-bound's time in the same repeat (>= 1; the closer to 1, the closer to the memory's limit),
-and the fused step against torch's fused kernel the same way.
+Every contender is reported as its median time over the repeats divided by the reference's
+best (fastest, least disturbed) repeat, timed in the same loop. The reference is a time a
+step can at best approach, not a floor: noise and implementation details can put a
+contender at or slightly below it. The fused step is compared with torch's fused kernel,
+and the blocks step with torch's foreach mode, as the median over the repeats of the ratio
+of their times within a repeat.
 """
 
+import gc
 import json
 import os
 import platform
@@ -61,6 +68,17 @@ CONTENDERS = ("pure", "blocks", "fused", *TORCH_MODES)
 KINDS = ("one array", "100 arrays", "100 runs")
 PIECES = 100
 SIZES = (10**4, 10**5, 10**6, 10**7)
+TORCH_ONE_THREAD_BELOW = 10**7
+"""Below this many values torch runs on one thread. With two, on a shared 2-core machine,
+its OpenMP threads wait for each other at the end of every parallel kernel, and a thread
+the system has descheduled stalls the step for milliseconds: times of the machine's load,
+not of torch. optimlab's threads take pieces from a shared list instead (and below 512 KiB
+it uses one thread)."""
+
+
+def torch_threads(n):
+    """The number of threads torch gets for a step on ``n`` values."""
+    return 1 if n < TORCH_ONE_THREAD_BELOW else ol.fast.THREADS
 
 
 # -- the machine --------------------------------------------------------------------------------
@@ -80,7 +98,8 @@ def machine():
             "numpy": np.__version__, "optimlab threads": ol.fast.THREADS,
             "torch": torch.__version__ if torch else "not installed"}
     if torch:
-        info["torch threads"] = torch.get_num_threads()
+        info["torch threads"] = (f"1 below {TORCH_ONE_THREAD_BELOW:.0e} values, else "
+                                 f"{torch_threads(TORCH_ONE_THREAD_BELOW)}")
     if hasattr(os, "getloadavg"):
         info["load average (1 min) before"] = round(os.getloadavg()[0], 2)
     return info
@@ -238,14 +257,17 @@ def _torch_step(name, mode, p, g, kind="one array"):
 
 def step_times(optimizers=("adam", "adamw"), sizes=SIZES, dtypes=("float64", "float32"),
                kinds=KINDS, contenders=CONTENDERS, repeats=5, with_torch=True, seed=0,
-               settle=0.0):
-    """One row per (optimizer, dtype, kind, N): for every contender its median time and its
-    median ratio to the bound in the same repeat (``settle``: see :func:`interleaved`).
+               settle=0.0, threads_for_torch=torch_threads):
+    """One row per (optimizer, dtype, kind, d): for every contender its median time and
+    that over the memory reference's fastest repeat (``settle``: see :func:`interleaved`;
+    ``threads_for_torch(n)``: torch's threads).
 
-    Each row: ``optimizer, dtype, kind, n, bound`` (median seconds), ``bound how``,
-    ``reads``/``writes`` (bytes per step), then per contender ``name`` (median seconds, or
-    None if not available) and ``name / bound``; and ``fused / torch fused``, the median
-    of that ratio within repeats.
+    Each row: ``optimizer, dtype, kind, n, bound`` (seconds of the reference's fastest
+    repeat), ``bound median``, ``bound how``, ``reads``/``writes`` (bytes per step),
+    ``torch threads``, then per contender ``name`` (median seconds, or None if not
+    available) and ``name / bound`` (median / the reference's fastest repeat); and
+    ``fused / torch fused`` and ``blocks / torch foreach``, medians over the repeats of
+    those ratios within a repeat.
     """
     rows = []
     rng = np.random.default_rng(seed)
@@ -267,24 +289,55 @@ def step_times(optimizers=("adam", "adamw"), sizes=SIZES, dtypes=("float64", "fl
                             step = _torch_step(name, c, p, g, kind)
                             if step is not None:
                                 runs[c] = step
-                    times = interleaved(runs, repeats, settle=settle, paired=True)
-                    b = np.array(times["bound"])
+                    threads = None
+                    if torch is not None:
+                        threads, before = threads_for_torch(n), torch.get_num_threads()
+                        torch.set_num_threads(threads)
+                    try:
+                        times = interleaved(runs, repeats, settle=settle, paired=True)
+                    finally:
+                        if torch is not None:
+                            torch.set_num_threads(before)
+                    b = float(np.min(times["bound"]))  # the least disturbed repeat
                     row = {"optimizer": name, "dtype": dtype, "kind": kind, "n": n,
-                           "bound": float(np.median(b)), "bound how": limit.how,
-                           "reads": limit.reads, "writes": limit.writes}
+                           "bound": b, "bound median": float(np.median(times["bound"])),
+                           "bound how": limit.how,
+                           "reads": limit.reads, "writes": limit.writes,
+                           "torch threads": threads}
                     for c in contenders:
                         ts = times.get(c)
                         row[c] = None if ts is None else float(np.median(ts))
-                        row[f"{c} / bound"] = None if ts is None else float(
-                            np.median(np.array(ts) / b))
-                    if "fused" in times and "torch fused" in times:
-                        row["fused / torch fused"] = float(np.median(
-                            np.array(times["fused"]) / np.array(times["torch fused"])))
-                    else:
-                        row["fused / torch fused"] = None
+                        row[f"{c} / bound"] = None if ts is None else float(np.median(ts) / b)
+                    for a, c in (("fused", "torch fused"), ("blocks", "torch foreach")):
+                        row[f"{a} / {c}"] = float(np.median(
+                            np.array(times[a]) / np.array(times[c]))) if (
+                            a in times and c in times) else None
                     rows.append(row)
                     del runs, times
     return rows
+
+
+def torch_thread_times(n=10**5, name="adamw", threads=(1, 2), repeats=15):
+    """Median seconds of torch's fused step on ``n`` float64 values with each thread count
+    in ``threads``, timed in the same loop (None without torch)."""
+    if torch is None:
+        return None
+    rng = np.random.default_rng(0)
+    p, g = _data(n, "float64", "one array", rng)
+    step = _torch_step(name, "torch fused", p, g)
+    before = torch.get_num_threads()
+
+    def on(k):
+        def run():
+            torch.set_num_threads(k)
+            step()
+        return run
+
+    try:
+        times = interleaved({k: on(k) for k in threads}, repeats, min_seconds=0)
+    finally:
+        torch.set_num_threads(before)
+    return {k: float(np.median(ts)) for k, ts in times.items()}
 
 
 def _ms(seconds):
@@ -300,24 +353,26 @@ SHORT = {"pure": "pure", "blocks": "blocks", "fused": "fused", "torch loop": "t.
 
 
 def print_step_table(rows, contenders=CONTENDERS):
-    """Median time of the bound, every contender's median time / bound, and fused / torch
-    fused (<= 1: optimlab's fused step is as fast or faster)."""
-    head = (f"{'optimizer':9s} {'dtype':7s} {'kind':10s} {'N':>7s} {'bound ms':>9s} "
-            + " ".join(f"{SHORT[c]:>7s}" for c in contenders) + f" {'fu/t.fu':>7s}")
-    print("time / bound (median over repeats of the ratio within a repeat)")
+    """The memory reference's fastest time, every contender's median time / that, and
+    fused / torch fused (<= 1: optimlab's fused step is as fast or faster); t.thr: torch's
+    threads."""
+    head = (f"{'optimizer':9s} {'dtype':7s} {'kind':10s} {'d':>7s} {'ref ms':>9s} "
+            + " ".join(f"{SHORT[c]:>7s}" for c in contenders) + f" {'fu/t.fu':>7s} t.thr")
+    print("median time / the memory reference's fastest repeat; fu/t.fu: median over repeats"
+          " of the ratio within a repeat")
     print(head)
     print("-" * len(head))
     for r in rows:
         print(f"{r['optimizer']:9s} {r['dtype']:7s} {r['kind']:10s} {r['n']:7.0e} "
               f"{_ms(r['bound'])} " + " ".join(_r(r.get(f'{c} / bound')) for c in contenders)
-              + f" {_r(r['fused / torch fused'])}")
+              + f" {_r(r['fused / torch fused'])} {r.get('torch threads') or '-':>5}")
 
 
 def print_time_table(rows, contenders=CONTENDERS):
-    """Median ms per step of every contender."""
-    head = (f"{'optimizer':9s} {'dtype':7s} {'kind':10s} {'N':>7s} {'bound':>9s} "
+    """Median ms per step of every contender (the reference: its fastest repeat)."""
+    head = (f"{'optimizer':9s} {'dtype':7s} {'kind':10s} {'d':>7s} {'reference':>9s} "
             + " ".join(f"{SHORT[c]:>9s}" for c in contenders))
-    print("median ms per step")
+    print("median ms per step (reference: fastest repeat)")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -326,9 +381,10 @@ def print_time_table(rows, contenders=CONTENDERS):
 
 
 def print_bandwidth(rows):
-    """The bound's bandwidth, bytes read and bytes written per second, for each size."""
+    """The memory reference's bytes read and bytes written per second (its fastest repeat),
+    for each size."""
     seen = set()
-    print(f"{'dtype':7s} {'N':>7s} {'k':>2s} {'read GB/s':>10s} {'written GB/s':>13s}  how")
+    print(f"{'dtype':7s} {'d':>7s} {'k':>2s} {'read GB/s':>10s} {'written GB/s':>13s}  how")
     for r in rows:
         key = (r["dtype"], r["n"], r["reads"])
         if key in seen or r["kind"] != "one array":
@@ -351,7 +407,7 @@ def print_compile_times():
 
 
 def plot_step_times(rows, optimizer="adamw", dtype="float64", kind="one array", ax=None):
-    """Time per step / bound against N for one optimizer, dtype and kind."""
+    """Time per step / memory reference against d for one optimizer, dtype and kind."""
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -367,8 +423,8 @@ def plot_step_times(rows, optimizer="adamw", dtype="float64", kind="one array", 
             style = ol.plotting.style(i) if hasattr(ol.plotting, "style") else {}
             ax.loglog(n, y, label=key, **style)
     ax.axhline(1.0, color="gray", lw=1)
-    ax.set_xlabel("N (values)")
-    ax.set_ylabel("time / memory bound")
+    ax.set_xlabel("d (values)")
+    ax.set_ylabel("time / memory reference")
     ax.set_title(f"{optimizer}, {dtype}, {kind}")
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)
@@ -376,51 +432,69 @@ def plot_step_times(rows, optimizer="adamw", dtype="float64", kind="one array", 
 
 
 # -- sweeps -------------------------------------------------------------------------------------
-def sweep_speedups(ks=(1, 4, 16, 64, 256, 1024), steps=100, seed=0):
+def sweep_speedups(ks=(1, 4, 16, 64, 256, 1024), steps=100, repeats=3):
     """Adam on the 2-D Rosenbrock function for K learning rates: one batched run (lr of shape
     (K, 1), params (K, 2)) against K separate runs, all of ``steps`` updates with
-    :func:`optimlab.run`. Returns rows ``k, batched, separate`` (seconds) and checks that
-    the batched rows equal the separate runs."""
+    :func:`optimlab.run`. Both are timed the same way: after untimed warm-up runs, the
+    best of ``repeats`` timed passes (the separate runs: passes over the first K
+    configurations, one run after the other). Returns rows ``k, batched, separate``
+    (seconds) and ``identical``: whether row k of the batch equals the k-th separate run bit
+    for bit, for every k."""
     objective = ol.objectives.rosenbrock()
     k_max = max(ks)
     lrs = np.geomspace(1e-3, 1e-1, k_max)
     x0 = np.array([-1.5, 2.0])
-    separate, elapsed, finals = {}, 0.0, []
-    for k in range(k_max):
-        start = time.perf_counter()
-        finals.append(ol.run(ol.adam(lr=float(lrs[k])), objective, x0, steps).final)
-        elapsed += time.perf_counter() - start
-        if k + 1 in ks:
-            separate[k + 1] = elapsed
-    rows = []
+
+    def batched_run(k):
+        return ol.run(ol.adam(lr=lrs[:k, None]), objective, np.tile(x0, (k, 1)), steps)
+
+    ol.run(ol.adam(lr=float(lrs[0])), objective, x0, steps)  # warm-ups, untimed
     for k in ks:
-        batched = interleaved({"batched": lambda k=k: ol.run(
-            ol.adam(lr=lrs[:k, None]), objective, np.tile(x0, (k, 1)), steps)}, repeats=3,
-            min_seconds=0)["batched"][0]
-        rows.append({"k": k, "batched": batched, "separate": separate[k]})
-    batch = ol.run(ol.adam(lr=lrs[:, None]), objective, np.tile(x0, (k_max, 1)), steps).final
-    np.testing.assert_allclose(batch, np.array(finals), rtol=1e-12, atol=1e-15)
-    return rows
+        batched_run(k)
+    separate = {k: np.inf for k in ks}
+    batched = {k: np.inf for k in ks}
+    for _ in range(repeats):
+        gc.collect()  # no collection of an earlier pass's garbage inside a timed one
+        for k in ks:
+            start = time.perf_counter()
+            batched_run(k)
+            batched[k] = min(batched[k], time.perf_counter() - start)
+        gc.collect()
+        elapsed, finals = 0.0, []
+        for k in range(k_max):
+            start = time.perf_counter()
+            finals.append(ol.run(ol.adam(lr=float(lrs[k])), objective, x0, steps).final)
+            elapsed += time.perf_counter() - start
+            if k + 1 in ks:
+                separate[k + 1] = min(separate[k + 1], elapsed)
+    batch = batched_run(k_max).final
+    identical = batch.shape == (k_max, 2) and all(
+        batch[k].tobytes() == finals[k].tobytes() for k in range(k_max))
+    return [{"k": k, "batched": batched[k], "separate": separate[k], "identical": identical}
+            for k in ks]
 
 
 def print_sweep_table(rows, steps=100):
     print(f"Adam on Rosenbrock, {steps} steps per run: K runs as one batch vs one at a time")
+    print("(each: the best of the timed passes, after untimed warm-up runs)")
     print(f"{'K':>5s} {'batched ms':>11s} {'separate ms':>12s} {'speed-up':>9s}")
     for r in rows:
         print(f"{r['k']:5d} {r['batched'] * 1e3:11.2f} {r['separate'] * 1e3:12.1f} "
               f"{r['separate'] / r['batched']:9.1f}")
+    print(f"row k of the batch == the k-th separate run, bit for bit: {rows[0]['identical']}")
 
 
-def heatmap_share(steps=60, grid=12, n_train=300, hidden=None):
-    """The AdamW heatmap experiment in miniature (as in the AdamW chapter): ``grid`` x
-    ``grid`` (lr, weight decay) pairs of softmax regression (or an MLP with ``hidden`` units)
-    on the digits, trained as one batch with ``opt.step``. Returns seconds spent in the
-    model's loss and gradient and in the optimizer, summed over ``steps``."""
+def heatmap_share(steps=60, n_train=300, hidden=None):
+    """The AdamW heatmap experiment in miniature, on the AdamW chapter's grid: 12 learning
+    rates 1e-3 ... 10^-0.25 times 11 weight decays 1e-5 ... 1 (132 pairs) of softmax
+    regression (or an MLP with ``hidden`` units) on the digits, trained as one batch with
+    ``opt.step``. Returns seconds spent in the model's loss and gradient and in the
+    optimizer, summed over ``steps``."""
     digits = ol.datasets.load_digits()
     X, y = digits.X[:n_train], digits.y[:n_train]
     X = (X - X.mean(axis=0)) / (X.std(axis=0) + 1e-8)
-    lrs, decays = np.meshgrid(10.0 ** np.linspace(-3, -0.25, grid),
-                              10.0 ** np.linspace(-5, 0.5, grid))
+    lrs, decays = np.meshgrid(10.0 ** np.arange(-3.0, 0.0, 0.25),
+                              10.0 ** np.arange(-5.0, 0.1, 0.5))
     lr_k, decay_k = lrs.ravel(), decays.ravel()
     if hidden:
         model = ol.models.MLP(n_hidden=hidden)
@@ -468,7 +542,8 @@ def step_memory(optimizers=tuple(OPTIMIZERS), n=10**6, dtype="float64",
     """Peak bytes allocated (tracemalloc) during one ``opt.step`` once its scratch blocks
     (or compiled kernel) exist, per backend, and during the pure ``update`` +
     ``apply_updates``, for comparison; ``scratch``: the bytes of scratch blocks held by all
-    threads (the blocks backend's; the fused one needs none)."""
+    threads of the process after this optimizer's steps (shared by every optimizer and dtype
+    stepped so far: not this optimizer's own; the fused backend needs none)."""
     rows = []
     backends = [b for b in backends if b != "fused" or ol.fused.available()]
     for name in optimizers:
@@ -499,9 +574,10 @@ def _peak(fn, *args):
 
 def print_memory_table(rows):
     print("Peak memory allocated during one step (tracemalloc), as a share of the params' size;")
-    print("scratch: the blocks all threads keep from step to step (made once, whatever the N)")
+    print("scratch: the blocks all threads of the process keep from step to step (made once,")
+    print("whatever the d; shared by every optimizer stepped so far, not per optimizer)")
     backends = [k.split()[1] for k in rows[0] if k.startswith("step ")]
-    print(f"{'optimizer':9s} {'N':>9s} {'dtype':>8s} "
+    print(f"{'optimizer':9s} {'d':>9s} {'dtype':>8s} "
           + " ".join(f"{'step ' + b:>12s}" for b in backends)
           + f" {'pure update':>12s} {'scratch KiB':>12s}")
     for r in rows:
@@ -547,13 +623,13 @@ def targets(step_rows, memory_rows=(), sweep_rows=(), share=None):
                 ratio = r["fused / torch fused"]
                 out.append((f"{r['optimizer']} 1e7 float64: fused step / torch fused", ratio,
                             "<= 1", ratio <= 1))
-            if r.get("blocks") is not None and r.get("torch foreach") is not None:
-                ratio = r["blocks"] / r["torch foreach"]
+            if r.get("blocks / torch foreach") is not None:
+                ratio = r["blocks / torch foreach"]
                 out.append((f"{r['optimizer']} 1e7 float64: blocks step / torch foreach", ratio,
                             "<= 1", ratio <= 1))
             best = r.get("fused / bound") or r.get("blocks / bound")
-            out.append((f"{r['optimizer']} 1e7 float64: optimlab step / memory bound", best,
-                        "<= 1.5", best <= 1.5))
+            out.append((f"{r['optimizer']} 1e7 float64: optimlab step / memory reference",
+                        best, "<= 1.5", best <= 1.5))
     for r in memory_rows:
         frac = r["step"] / r["param bytes"]
         out.append((f"{r['optimizer']}: memory allocated per step / params", frac, "<= 0.05",
