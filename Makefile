@@ -17,6 +17,8 @@ FIND_LINKS ?= $(shell $(BIN)/python -m pip config get global.find-links 2>/dev/n
 BUILD_DIR ?= _build
 JB_BUILD := $(BIN)/jupyter-book build . -W -n --keep-going
 NBVAL := --nbval --nbval-sanitize-with tests/sanitize.cfg --nbval-current-env
+# One pytest worker per core; a notebook's cells share one kernel, so a file stays on one worker.
+WORKERS := -n auto --dist loadfile
 # Notebooks run with single-threaded BLAS: the same rounding on every machine and no
 # threads fighting over a small CPU. (Benchmarks set their own threading.)
 export OPENBLAS_NUM_THREADS ?= 1
@@ -43,17 +45,17 @@ book: $(STAMP)  ## build the static site from the stored notebook outputs
 
 test: $(STAMP)  ## unit tests, nbval on every chapter, and the site tests
 	$(JB_BUILD)
-	$(BIN)/python -m pytest tests book $(NBVAL) -q
+	$(BIN)/python -m pytest tests book $(NBVAL) $(WORKERS) -q
 
 unit: $(STAMP)  ## only the unit and property tests
-	$(BIN)/python -m pytest tests -q --ignore=tests/site
+	$(BIN)/python -m pytest tests -q --ignore=tests/site $(WORKERS)
 
 site: $(STAMP)  ## build the site and test every page in headless Chromium
 	$(JB_BUILD)
 	$(BIN)/python -m pytest tests/site -q
 
 nbval: $(STAMP)  ## only nbval on the book's notebooks
-	$(BIN)/python -m pytest book $(NBVAL) -q
+	$(BIN)/python -m pytest book $(NBVAL) $(WORKERS) -q
 
 notebooks: $(STAMP)  ## re-execute every notebook in place, top to bottom, in a fresh kernel
 	for nb in book/*.ipynb; do \
