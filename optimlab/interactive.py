@@ -22,7 +22,7 @@ import numpy as np
 
 from .objectives import Objective
 
-__all__ = ["stack_quadratics", "rounded", "slider", "figure", "to_json", "digest"]
+__all__ = ["stack_quadratics", "rounded", "significant", "slider", "figure", "to_json", "digest"]
 
 
 def stack_quadratics(bowls):
@@ -58,6 +58,22 @@ def rounded(values, decimals):
     if not np.isfinite(out).all():
         raise ValueError("a figure's data must be finite")
     return out.tolist()
+
+
+def significant(values, digits):
+    """``values`` as a (nested) list of Python floats rounded to ``digits`` significant digits.
+
+    For quantities that span decades (rates from 1e-6 to 1e-3), where :func:`rounded` would
+    keep too few digits of the small ones. A value written by the browser with
+    ``format(value, '.{digits - 1}e')`` then shows exactly these digits.
+    """
+    if not (isinstance(digits, int) and digits >= 1):
+        raise ValueError(f"digits must be a positive integer; got {digits!r}")
+    values = np.asarray(values, dtype=float)
+    if not np.isfinite(values).all():
+        raise ValueError("a figure's data must be finite")
+    out = np.array([float(f"{v:.{digits - 1}e}") for v in values.ravel()]).reshape(values.shape)
+    return (out + 0.0).tolist()
 
 
 def slider(param, label, values, value, fmt="{:g}"):

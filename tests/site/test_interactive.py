@@ -95,7 +95,27 @@ def _readout_ch5(figure, state):
             f"uncorrected: {row['b'][0]:.4f} \u03b7 and {row['b'][-1]:.4f} \u03b7"]
 
 
-READOUTS = {"ch1-gd-momentum": _readout_ch1, "ch5-bias-correction": _readout_ch5}
+def _exponential(value):
+    """``value`` as d3-format's ``.2e`` writes it: ``5.02e-5``, ``1.00e+0``."""
+    mantissa, exponent = f"{value:.2e}".split("e")
+    return f"{mantissa}e{int(exponent):+d}"
+
+
+def _readout_ch6(figure, state):
+    first = _rows(figure, "r", i=state["i_lam"], j=state["i_sig"])
+    second = _rows(figure, "r", i=state["i_lam"], j=0)   # sigma_2 = 0.2, the first column
+
+    def rates(row, measured, predicted):
+        return f"{_exponential(row[measured])} ({_exponential(row[predicted])})"
+
+    return ["rate per step: measured (predicted)",
+            f"Adam + L2, \u03c3\u2081 = {first['s']:g}: {rates(first, 'l', 'lp')}",
+            f"Adam + L2, \u03c3\u2082 = {second['s']:g}: {rates(second, 'l', 'lp')}",
+            f"AdamW, both weights: {rates(first, 'w', 'wp')}"]
+
+
+READOUTS = {"ch1-gd-momentum": _readout_ch1, "ch5-bias-correction": _readout_ch5,
+            "ch6-l2-vs-decoupled": _readout_ch6}
 
 
 def _settings(state):
