@@ -43,5 +43,5 @@ def __getattr__(name):
 
 
 __all__ = ["Optimizer", "OptState", "Partition", "Transform", "adagrad", "adam", "adamw",
-           "apply_updates", "chain", "groups", "inverse_time_decay", "ops", "partition",
+           "apply_updates", "chain", "groups", "inverse_time_decay", "ops", "partition", "precision",
            "rmsprop", "run", "sgd", "transforms", *_LAZY]

@@ -39,11 +39,13 @@ respect to the logits is :math:`\partial L/\partial Z = (P - Y)/n`.
 The models are checked against central finite differences in the tests.
 """
 
+import functools
 import math
 
 import numpy as np
 
 from .optimizer import apply_updates
+from .precision import is_float, is_low
 from .validation import check_choice, check_range
 
 ACTIVATIONS = ("tanh", "relu")
@@ -108,7 +110,7 @@ def _check_params(params, shapes):
     batch = dtype = None
     for name, tail in shapes.items():
         p = params[name]
-        if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
+        if not isinstance(p, np.ndarray) or not is_float(p.dtype):
             raise TypeError(f"params[{name!r}] must be a float ndarray; got "
                             f"{getattr(p, 'dtype', type(p).__name__)}")
         if p.ndim < len(tail) or p.shape[p.ndim - len(tail):] != tail:
@@ -157,8 +159,43 @@ def _batch_shape(batch):
     return tuple(int(k) for k in batch)
 
 
+def _low_precision(method):
+    """``method`` for float16 or bfloat16 params: evaluated on their float32 values, its
+    arrays (logits; loss and gradients) rounded to the params' dtype, as from a forward and
+    backward pass that accumulates in float32 and stores in low precision."""
+
+    @functools.wraps(method)
+    def wrapper(self, params, *args, **kwargs):
+        dtypes = {getattr(p, "dtype", None) for p in params.values()} if isinstance(
+            params, dict) else set()
+        low = [d for d in dtypes if d is not None and is_low(d)]
+        if not low:
+            return method(self, params, *args, **kwargs)
+        if len(dtypes) > 1:
+            raise TypeError(f"params mix the dtypes {sorted(map(str, dtypes))}; a model in "
+                            f"{low[0]} needs all its params in {low[0]}")
+        out = method(self, {k: v.astype(np.float32) for k, v in params.items()}, *args,
+                     **kwargs)
+        if isinstance(out, tuple):
+            loss, grads = out
+            return (np.asarray(loss).astype(low[0])[()],
+                    {k: g.astype(low[0]) for k, g in grads.items()})
+        return out.astype(low[0])
+
+    return wrapper
+
+
 class _Classifier:
-    """What both models share: predictions and accuracy from the logits."""
+    """What both models share: predictions and accuracy from the logits.
+
+    float16 and bfloat16 params are evaluated in float32 and the results rounded to their
+    dtype (mixed precision's float32 accumulation)."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in ("logits", "loss_and_grad"):
+            if name in cls.__dict__:
+                setattr(cls, name, _low_precision(cls.__dict__[name]))
 
     def logits(self, params, X):
         """The logits, of shape ``(*batch, n, c)``."""

@@ -15,8 +15,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import fast
+from . import fast, precision
 from .fast import finite as _finite
+from .precision import describe as _name
+from .transforms import ChainState
 from .tree import leaves, map_leaves, map_state, state_arrays, unzip
 
 
@@ -34,16 +36,25 @@ class Optimizer:
     arguments they were given. ``nonfinite`` is the policy for a NaN or infinite gradient:
     ``"raise"`` (default) raises :class:`FloatingPointError` naming the step and the array;
     ``"skip"`` returns zero updates and the state unchanged (the step does not count).
+
+    ``state_dtype``, ``param_update`` and ``seed``: the dtype of the state (and of the
+    rule's arithmetic) and how low-precision params take the step; see
+    :mod:`optimlab.precision`. The defaults keep the state in the params' dtype (float64 or
+    float32; float16 and bfloat16 params are refused without a ``state_dtype``).
     """
 
-    def __init__(self, transform, name, hyperparams, nonfinite="raise"):
+    def __init__(self, transform, name, hyperparams, nonfinite="raise", *, state_dtype=None,
+                 param_update="nearest", seed=0):
         if nonfinite not in ("raise", "skip"):
             raise ValueError(f"nonfinite must be 'raise' or 'skip'; got {nonfinite!r}")
         self.transform = transform
         self.name = name
         self.hyperparams = dict(hyperparams)
         self.nonfinite = nonfinite
-        self._layouts = {}  # (rank, dtype) -> the layout of the state init() makes
+        self.state_dtype = precision.check_state_dtype(state_dtype)
+        self.param_update = precision.check_param_update(param_update)
+        self.seed = precision.check_seed(seed)
+        self._layouts = {}  # (rank, dtype) -> the layout and dtypes of the state init() makes
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparams.items())
@@ -51,14 +62,16 @@ class Optimizer:
 
     def skip_nonfinite(self):
         """The same optimizer, but a step with a NaN or infinite gradient is skipped."""
-        return Optimizer(self.transform, self.name, self.hyperparams, nonfinite="skip")
+        return Optimizer(self.transform, self.name, self.hyperparams, nonfinite="skip",
+                         state_dtype=self.state_dtype, param_update=self.param_update,
+                         seed=self.seed)
 
     # -- the pure API -------------------------------------------------------------------------
     def init(self, params):
         """The initial state for ``params`` (an ndarray or a dict/list/tuple of them)."""
         def leaf(path, p, opt=self):
             p = _check_param(path, p)
-            return _cast_state(opt.transform.init(p), p.dtype)
+            return opt._init_leaf(p, opt._state_dtype(path, p))
 
         return OptState(0, self._map_leaves(leaf, params))
 
@@ -74,18 +87,24 @@ class Optimizer:
         def leaf(path, p, g, s, opt=self):
             p = _check_param(path, p)
             g = _check_grad(path, g, p)
+            dtype = opt._state_dtype(path, p)
             opt._check_slots(path, s, p)
             if not _finite(g):
                 return None
-            u, s_new = opt.transform.update(g, s, p, t)
-            u = np.asarray(u, dtype=p.dtype)
+            if opt._plain(p, dtype):
+                u, s_new = opt.transform.update(g, s, p, t)
+                u = np.asarray(u, dtype=p.dtype)
+                s_new = _cast_state(s_new, p.dtype)
+            else:
+                opt._check_dtypes(path, s, p, writable=False)
+                u, s_new = opt._mixed_update(path, g, s, p, t, dtype)
             if check_updates:
                 u = _check_update(path, u, t)
             if u.shape != p.shape or any(
                     np.shape(a) != p.shape for a in state_arrays(s_new)):
                 raise ValueError(f"the update for {path} has shape {u.shape}, not {p.shape}: "
                                  "do the hyperparameter arrays broadcast against it?")
-            return _Leaf((u, _cast_state(s_new, p.dtype)))
+            return _Leaf((u, s_new))
 
         # 0/0 or overflow is reported by the checks below, as an error naming the step,
         # not as a NumPy warning first.
@@ -111,19 +130,28 @@ class Optimizer:
         while writing: it raises, leaving params and state partly updated.
         """
         t = _check_state(state) + 1
-        checked = self._map_leaves(self._check_step_leaf, params, grads, state.inner,
-                                   names=("grads", "state.inner"))
-        pieces = [piece[:4] for piece in leaves(checked)]
+        checked = leaves(self._map_leaves(self._check_step_leaf, params, grads, state.inner,
+                                          names=("grads", "state.inner")))
+        # Arrays whose state has their dtype go to the fast path; the others (another
+        # state_dtype, a param_update, bfloat16) are computed whole by update()'s own code.
+        pieces = [piece[:4] for piece in checked if piece[5] is None]
+        mixed = [piece for piece in checked if piece[5] is not None]
         # One transform for all arrays, or (parameter groups) the transform of each array.
-        transforms = [piece[4] for piece in leaves(checked)]
+        transforms = [piece[4] for piece in checked if piece[5] is None]
         if len({id(tr) for tr in transforms}) == 1:
             transforms = transforms[0]
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            if not fast.all_finite([g for _, _, g, _ in pieces]):
+            if not fast.all_finite([piece[2] for piece in checked]):
                 if self.nonfinite == "skip":
                     return state
                 self._nonfinite(grads, state, params, t)
-            fast.step_in_place(transforms, pieces, t)
+            results = [_step_whole(piece, t) for piece in mixed]
+            if pieces:
+                fast.step_in_place(transforms, pieces, t)
+            for (_, p, _, s, _, _), (u, s_new) in zip(mixed, results, strict=True):
+                for dst, src in zip(state_arrays(s), state_arrays(s_new), strict=True):
+                    dst[...] = src
+                p[...] = p + u
         return OptState(t, state.inner)
 
     def _check_step_leaf(self, path, p, g, s, opt=None):
@@ -132,12 +160,84 @@ class Optimizer:
         if not p.flags.writeable:
             raise ValueError(f"{path} is read-only; step() updates params in place")
         g = _check_grad(path, g, p)
+        dtype = opt._state_dtype(path, p)
         opt._check_slots(path, s, p)
-        for a in state_arrays(s):
-            if not a.flags.writeable or a.dtype != p.dtype:
-                raise ValueError(f"state.inner at {path} must hold writable {p.dtype} arrays "
-                                 "for step(); use update() with this state")
-        return _Leaf((path, p, g, s, opt.transform))
+        if opt._plain(p, dtype) and not precision.is_bfloat16(p.dtype):
+            for a in state_arrays(s):
+                if not a.flags.writeable or a.dtype != p.dtype:
+                    raise ValueError(f"state.inner at {path} must hold writable {p.dtype} arrays "
+                                     "for step(); use update() with this state")
+            return _Leaf((path, p, g, s, opt.transform, None))
+        opt._check_dtypes(path, s, p, writable=True)
+        return _Leaf((path, p, g, s, opt.transform, (opt, dtype)))
+
+    # -- precision ----------------------------------------------------------------------------
+    def _state_dtype(self, path, p):
+        """The dtype of the state of ``p`` (checked against the params' dtype)."""
+        if self.state_dtype is None:
+            if precision.is_low(p.dtype):
+                raise TypeError(
+                    f"{path} has dtype {_name(p.dtype)}; optimlab updates float16 and bfloat16 "
+                    "params only with the state kept in float32: give the constructor "
+                    "state_dtype=np.float32 (mixed precision), or the params' own dtype to "
+                    f"keep the state in {_name(p.dtype)} deliberately (eps=1e-8 rounds to 0 in "
+                    "float16, betas[1]=0.999 to 1 in bfloat16; see optimlab.precision)")
+            return p.dtype
+        dtype = self.state_dtype
+        if self.param_update == "stochastic" and dtype.itemsize <= p.dtype.itemsize:
+            raise ValueError(f"param_update='stochastic' rounds the sum computed in state_dtype "
+                             f"to the params' dtype; it needs a state_dtype wider than "
+                             f"{path}'s {_name(p.dtype)}; got state_dtype={_name(dtype)}")
+        return dtype
+
+    def _plain(self, p, dtype):
+        """True when the state has the params' dtype and the params take the step as it is."""
+        return dtype == p.dtype and self.param_update == "nearest"
+
+    def _init_leaf(self, p, dtype):
+        if self._plain(p, dtype):
+            return _cast_state(self.transform.init(p), p.dtype)
+        s = _cast_state(self.transform.init(p.astype(dtype)), dtype)
+        if self.param_update == "master":
+            return ChainState((s, precision.MasterState(p.astype(dtype))))
+        if self.param_update == "kahan":
+            return ChainState((s, precision.KahanState(np.zeros_like(p))))
+        return s
+
+    def _mixed_update(self, path, g, s, p, t, dtype):
+        """``update`` for an array whose state is not plain (see :mod:`optimlab.precision`)."""
+        policy = self.param_update
+        rule_state, extra = (s[0], s[1]) if policy in ("master", "kahan") else (s, None)
+        p_s = extra.theta if policy == "master" else p.astype(dtype)
+        u_s, rule_new = self.transform.update(g.astype(dtype), rule_state, p_s, t)
+        u_s = np.asarray(u_s).astype(dtype, copy=False)
+        rule_new = _cast_state(rule_new, dtype)
+        if policy == "nearest":
+            return u_s.astype(p.dtype), rule_new
+        if policy == "master":
+            theta = np.asarray(p_s + u_s).astype(dtype, copy=False)
+            new = theta.astype(p.dtype)
+            return _diff(new, p), ChainState((rule_new, precision.MasterState(theta)))
+        if policy == "kahan":
+            y = _diff(u_s.astype(p.dtype), extra.c)
+            new = np.asarray(p + y).astype(p.dtype, copy=False)
+            u = _diff(new, p)
+            return u, ChainState((rule_new, precision.KahanState(_diff(u, y))))
+        new = precision.stochastic_round(np.asarray(p_s + u_s).astype(dtype, copy=False),
+                                         p.dtype, precision.rng_for(self.seed, t, path))
+        return _diff(new, p), rule_new
+
+    def _check_dtypes(self, path, s, p, writable):
+        """The state of a non-plain array must have the dtypes its ``init`` gives."""
+        expected = self._layouts[(p.ndim, p.dtype)][1]
+        got = tuple(a.dtype for a in state_arrays(s))
+        if got != expected:
+            raise TypeError(f"state.inner at {path} holds arrays of dtypes "
+                            f"({', '.join(map(_name, got))}) but this optimizer keeps "
+                            f"({', '.join(map(_name, expected))}) for {_name(p.dtype)} params; "
+                            "was the state made by its init()?")
+        if writable and not all(a.flags.writeable for a in state_arrays(s)):
+            raise ValueError(f"state.inner at {path} must hold writable arrays for step()")
 
     # -- parameter groups ---------------------------------------------------------------------
     def _leaf_optimizers(self, params):
@@ -158,10 +258,12 @@ class Optimizer:
         """``s`` must be a state this optimizer's ``init`` makes for ``p``: same kind, same shapes."""
         key = (p.ndim, p.dtype)
         if key not in self._layouts:
-            self._layouts[key] = _layout(self.transform.init(np.zeros((1,) * p.ndim, p.dtype)))
-        if _layout(s) != self._layouts[key]:
+            made = self._init_leaf(np.zeros((1,) * p.ndim, p.dtype), self._state_dtype("", p))
+            self._layouts[key] = (_layout(made), tuple(a.dtype for a in state_arrays(made)))
+        layout = self._layouts[key][0]
+        if _layout(s) != layout:
             raise ValueError(f"state.inner at {path} was not made by this optimizer's init(): "
-                             f"expected {_describe(self._layouts[key])}, got {_describe(_layout(s))}")
+                             f"expected {_describe(layout)}, got {_describe(_layout(s))}")
         for a in state_arrays(s):
             if a.shape != p.shape:
                 raise ValueError(f"state.inner at {path} holds an array of shape {a.shape} but "
@@ -197,6 +299,25 @@ class _Leaf(tuple):
     _fields = ()
 
 
+def _diff(a, b):
+    """``a - b`` in the dtype of ``a`` (the params' format)."""
+    return np.asarray(a - b).astype(a.dtype, copy=False)
+
+
+def _step_whole(piece, t):
+    """The (update, new state) of one non-plain array for ``step``, checked, not yet written."""
+    path, p, g, s, _, (opt, dtype) = piece
+    u, s_new = opt._mixed_update(path, g, s, p, t, dtype) if not opt._plain(p, dtype) else (
+        opt.transform.update(g, s, p, t))
+    u = np.asarray(u, dtype=p.dtype)
+    s_new = _cast_state(s_new, dtype) if opt._plain(p, dtype) else s_new
+    if not _finite(u):
+        raise FloatingPointError(f"the update for {path} became non-finite at step {t} "
+                                 "(is eps 0 where a gradient is 0, or are params non-finite?); "
+                                 "params and state may be partly updated")
+    return u, s_new
+
+
 def _cast_state(s, dtype):
     return map_state(lambda a: np.asarray(a).astype(dtype, copy=False), s)
 
@@ -211,11 +332,9 @@ def _check_state(state):
 def _check_param(path, p, allow_any_float=False):
     if not isinstance(p, np.ndarray):
         raise TypeError(f"{path} must be a NumPy array; got {type(p).__name__}")
-    if p.dtype.kind != "f":
-        raise TypeError(f"{path} has dtype {p.dtype}; params must be float32 or float64 arrays")
-    if p.dtype == np.float16 and not allow_any_float:
-        raise TypeError(f"{path} has dtype float16, whose range cannot hold squared gradients "
-                        "and eps (they underflow to 0 and 0/0 gives NaN); use float32 or float64")
+    if not precision.is_float(p.dtype):
+        raise TypeError(f"{path} has dtype {p.dtype}; params must be float32 or float64 arrays "
+                        "(float16 and bfloat16 ones with a state_dtype: see optimlab.precision)")
     return p
 
 

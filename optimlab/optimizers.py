@@ -12,7 +12,7 @@ import inspect
 
 import numpy as np
 
-from . import ops
+from . import ops, precision
 from . import transforms as T
 from .groups import masked
 from .optimizer import Optimizer
@@ -94,6 +94,42 @@ def _maskable(constructor):
     return with_mask
 
 
+def _low_precision(constructor):
+    """Add the keyword-only arguments ``state_dtype``, ``param_update`` and ``seed`` (see
+    :mod:`optimlab.precision`) to a constructor.
+
+    The constructor's own lines stay as they are: its optimizer is rebuilt with them, and
+    they join its ``hyperparams`` (and repr) only when they differ from the defaults.
+    """
+    signature = inspect.signature(constructor)
+    defaults = {"state_dtype": None, "param_update": "nearest", "seed": 0}
+
+    @functools.wraps(constructor)
+    def with_precision(*args, state_dtype=None, param_update="nearest", seed=0, **kwargs):
+        state_dtype = precision.check_state_dtype(state_dtype)
+        precision.check_param_update(param_update)
+        precision.check_seed(seed)
+        opt = constructor(*args, **kwargs)
+        given = {k: v for k, v in dict(param_update=param_update, seed=seed).items()
+                 if v != defaults[k]}
+        if state_dtype is not None:  # (np.dtype(None) is float64: compare with `is`)
+            given = {"state_dtype": state_dtype, **given}
+        if not given:
+            return opt
+        if "state_dtype" in given:
+            given["state_dtype"] = precision.describe(state_dtype)
+        return Optimizer(opt.transform, opt.name, {**opt.hyperparams, **given},
+                         opt.nonfinite, state_dtype=state_dtype, param_update=param_update,
+                         seed=seed)
+
+    with_precision.__signature__ = signature.replace(parameters=[
+        *signature.parameters.values(),
+        *(inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v)
+          for k, v in defaults.items())])
+    with_precision.__doc__ = constructor.__doc__.rstrip() + "\n" + precision.PRECISION_DOC
+    return with_precision
+
+
 def decay_pieces(direction, lr, weight_decay, decoupled, schedule_multiplier, decay_order):
     r"""The pieces around ``direction`` (a list of transforms: the preconditioned step) that put
     weight decay where each variant puts it: before the direction (L2, the gradient sees
@@ -120,6 +156,7 @@ def _check_schedule_multiplier(schedule_multiplier, decoupled):
 
 
 @_maskable
+@_low_precision
 def sgd(lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0, *,
         lr_in_buffer=False, decoupled_weight_decay=False, schedule_multiplier=None):
     r"""Stochastic gradient descent with optional (Nesterov) momentum, as ``torch.optim.SGD``.
@@ -195,6 +232,7 @@ def inverse_time_decay(lr, lr_decay):
 
 
 @_maskable
+@_low_precision
 def adagrad(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
             *, eps_inside=False):
     r"""AdaGrad (Duchi, Hazan & Singer, 2011), as ``torch.optim.Adagrad``.
@@ -227,6 +265,7 @@ def adagrad_pieces(lr, lr_decay, weight_decay, initial_accumulator_value, eps, e
 
 
 @_maskable
+@_low_precision
 def rmsprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, *,
             eps_inside=False, lr_in_buffer=False, nesterov=False, initial_scale=0.0):
     r"""RMSProp (Tieleman & Hinton, 2012), as ``torch.optim.RMSprop``.
@@ -313,6 +352,7 @@ def rmsprop_variant_pieces(lr, alpha, eps, weight_decay, momentum, centered, eps
 
 
 @_maskable
+@_low_precision
 def adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
          decoupled_weight_decay=False, bias_correction=True, eps_hat=False, amsgrad_max="raw",
          decay_order="before", schedule_multiplier=None, eps_root=0.0):
@@ -324,7 +364,7 @@ def adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
 
         \theta_t = \theta_{t-1} - \eta\,\frac{m_t/(1-\beta_1^t)}{\sqrt{v_t/(1-\beta_2^t)} + \epsilon}.
 
-    ``weight_decay`` here is L2 regularisation: :math:`\lambda\theta` joins the gradient and so
+    ``weight_decay`` here is L2 regularization: :math:`\lambda\theta` joins the gradient and so
     passes through :math:`m` and :math:`v`. With ``decoupled_weight_decay=True`` (that is,
     :func:`adamw`) it does not: :math:`\theta_t = \theta_{t-1} - \eta(\text{Adam step} +
     \lambda\theta_{t-1})`, PyTorch's :math:`\theta \leftarrow \theta(1-\eta\lambda)` before the step.
@@ -344,6 +384,7 @@ def adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
 
 
 @_maskable
+@_low_precision
 def adamw(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
           bias_correction=True, eps_hat=False, amsgrad_max="raw", decay_order="before",
           schedule_multiplier=None, eps_root=0.0):

@@ -5,6 +5,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .optimizer import apply_updates
+from .precision import is_float
 
 
 class Trajectory(NamedTuple):
@@ -23,11 +24,16 @@ def run(opt, objective, x0, steps):
     """Apply ``steps`` updates of ``opt`` from ``x0`` (shape ``(..., d)``) to ``objective``.
 
     ``objective`` needs ``value(x)`` and ``grad(x)`` (see :mod:`optimlab.objectives`).
-    Returns a :class:`Trajectory` with params of shape ``(steps + 1, *x0.shape)``.
+    Returns a :class:`Trajectory` with params of shape ``(steps + 1, *x0.shape)`` and the
+    dtype of ``x0`` (float64 for integers): a float32 run stays float32, every step.
     """
     if not (isinstance(steps, int | np.integer) and steps >= 0):
         raise ValueError(f"steps must be a non-negative integer; got {steps!r}")
-    x = np.array(x0, dtype=np.result_type(np.asarray(x0).dtype, np.float32), copy=True)
+    x0 = np.asarray(x0)
+    # Floating-point x0 keeps its dtype (float64, float32, float16 or bfloat16): the run is in
+    # the format the caller chose, never silently promoted. Integers become float64.
+    dtype = x0.dtype if is_float(x0.dtype) else np.result_type(x0.dtype, np.float64)
+    x = np.array(x0, dtype=dtype, copy=True)
     params = np.empty((steps + 1, *x.shape), dtype=x.dtype)
     params[0] = x
     state = opt.init(x)

@@ -3,7 +3,7 @@ r"""The update rules, each written once as a small ``(init, update)`` pair.
 A :class:`Transform` acts on one array (or one sympy expression): ``init(p)`` returns its
 state, a NamedTuple, and ``update(u, state, p, t)`` maps the incoming update ``u`` (at first the
 gradient) to the outgoing one at step ``t = 1, 2, ...``. Optimizers are chains of transforms,
-so the order of the pieces *is* the algorithm: L2 regularisation adds :math:`\lambda\theta`
+so the order of the pieces *is* the algorithm: L2 regularization adds :math:`\lambda\theta`
 before the moment estimates see the gradient, decoupled weight decay adds it after them.
 
 Rules use only arithmetic and :mod:`optimlab.ops`, so they run unchanged on NumPy arrays,
@@ -68,7 +68,7 @@ def _stateless(fn):
 def add_decayed_weights(weight_decay):
     r"""Add :math:`\lambda\theta` to the update: :math:`u \leftarrow u + \lambda\theta`.
 
-    Placed before a preconditioner this is L2 regularisation (the gradient of
+    Placed before a preconditioner this is L2 regularization (the gradient of
     :math:`\tfrac{\lambda}{2}\lVert\theta\rVert^2` enters the statistics); placed after it, it is
     decoupled weight decay (Loshchilov & Hutter, 2019).
     """
