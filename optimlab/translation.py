@@ -40,7 +40,7 @@ LIBRARIES = {"torch": "torch.optim", "optax": "optax", "keras": "keras.optimizer
 
 
 class Row(NamedTuple):
-    """One row of the table.
+    r"""One row of the table.
 
     ``library`` is ``"torch"``, ``"optax"``, ``"keras"`` or ``"source"`` (a published algorithm
     that cannot run here); ``call`` the library's constructor (for a source row, the text shown);
@@ -48,7 +48,10 @@ class Row(NamedTuple):
     the optimlab constructor and its keywords besides ``lr``; ``claim`` ``"equal"`` or
     ``"differs"`` (then by more than ``threshold``, a relative difference); ``schedule`` True
     when the check runs under the decaying schedule (:data:`SCHEDULE_RATE`); ``note`` says
-    what the library does differently from torch.optim (or what the near-miss gets wrong);
+    what the library does differently from torch.optim (or what the near-miss gets wrong), as
+    MyST markdown (math in ``$...$``) in the book's notation: :math:`b_t` PyTorch's momentum
+    buffer, :math:`w_t` the velocity with the learning rate inside, :math:`\lambda` the weight
+    decay, :math:`\gamma_t` a schedule multiplier (the AdamW paper's :math:`\eta_t`);
     ``lr`` is the learning rate of the check; ``key`` names the row in the tests.
     """
 
@@ -88,127 +91,136 @@ ROWS = [
     # --- SGD and momentum ---------------------------------------------------------------------
     _row("SGD", "torch", "SGD", {}, "sgd", {}, lr=0.05),
     _row("SGD", "torch", "SGD", dict(momentum=0.9), "sgd", dict(momentum=0.9), lr=0.05,
-         schedule=True, note="b_1 = g_1, then b_t = mu b_{t-1} + g_t; theta -= lr b_t"),
+         schedule=True,
+         note=r"$b_1 = g_1$, then $b_t = \mu b_{t-1} + g_t$; $\theta_t = \theta_{t-1} - \eta_t b_t$"),
     _row("SGD", "torch", "SGD", dict(momentum=0.9, nesterov=True), "sgd",
          dict(momentum=0.9, nesterov=True), lr=0.05, schedule=True),
     _row("SGD", "optax", "sgd", {}, "sgd", {}, lr=0.05),
     _row("SGD", "optax", "sgd", dict(momentum=0.9), "sgd", dict(momentum=0.9), lr=0.05,
-         schedule=True, note="trace before the learning rate: torch's buffer"),
+         schedule=True, note="`trace` before the learning rate: PyTorch's buffer $b_t$"),
     _row("SGD", "optax", "sgd", dict(momentum=0.9, nesterov=True), "sgd",
          dict(momentum=0.9, nesterov=True), lr=0.05, schedule=True),
     _row("SGD", "keras", "SGD", {}, "sgd", {}, lr=0.05),
     _row("SGD", "keras", "SGD", dict(momentum=0.9), "sgd", dict(momentum=0.9, lr_in_buffer=True),
-         lr=0.05, schedule=True, note="lr inside the buffer: m = mu m - lr g; theta += m"),
+         lr=0.05, schedule=True,
+         note=r"$\eta_t$ inside the buffer: it stores $-w_t$, $w_t = \mu w_{t-1} + \eta_t g_t$, "
+         r"$\theta_t = \theta_{t-1} - w_t$"),
     _row("SGD", "keras", "SGD", dict(momentum=0.9, nesterov=True), "sgd",
          dict(momentum=0.9, nesterov=True, lr_in_buffer=True), lr=0.05, schedule=True,
-         note="lr inside the buffer; theta += mu m - lr g"),
+         note=r"$\eta_t$ inside the buffer: $\theta_t = \theta_{t-1} - (\mu w_t + \eta_t g_t)$"),
     _row("SGD", "keras", "SGD", dict(momentum=0.9), "sgd", dict(momentum=0.9), lr=0.05,
          schedule=True, differs=1e-2,
-         note="torch's buffer under a schedule: Keras keeps lr inside the buffer"),
+         note=r"PyTorch's $b_t$ under a schedule: Keras keeps $\eta_t$ inside the buffer ($w_t$)"),
     # --- AdaGrad ------------------------------------------------------------------------------
     _row("AdaGrad", "torch", "Adagrad", {}, "adagrad", {}, lr=0.1,
-         note="s_0 = 0, eps = 1e-10 outside the root"),
+         note=r"$s_0 = 0$, $\epsilon = 10^{-10}$ outside the root"),
     _row("AdaGrad", "torch", "Adagrad", dict(lr_decay=0.01, initial_accumulator_value=0.1),
          "adagrad", dict(lr_decay=0.01, initial_accumulator_value=0.1), lr=0.1),
     _row("AdaGrad", "optax", "adagrad", {}, "adagrad", _OPTAX_ADAGRAD, lr=0.1,
-         note="s_0 = 0.1, eps = 1e-7 inside the root"),
+         note=r"$s_0 = 0.1$, $\epsilon = 10^{-7}$ inside the root"),
     _row("AdaGrad", "optax", "adagrad", {}, "adagrad", {}, lr=0.1, differs=1.0,
-         note="torch's defaults: s_0 = 0 and eps outside the root"),
+         note=r"PyTorch's defaults: $s_0 = 0$ and $\epsilon$ outside the root"),
     _row("AdaGrad", "keras", "Adagrad", {}, "adagrad", _OPTAX_ADAGRAD, lr=0.1,
-         note="s_0 = 0.1, eps = 1e-7 inside the root"),
+         note=r"$s_0 = 0.1$, $\epsilon = 10^{-7}$ inside the root"),
     # --- RMSProp ------------------------------------------------------------------------------
     _row("RMSProp", "torch", "RMSprop", {}, "rmsprop", {}, lr=0.01,
-         note="alpha = 0.99, eps outside the root"),
+         note=r"$\alpha = 0.99$, $\epsilon$ outside the root"),
     _row("RMSProp", "torch", "RMSprop", dict(momentum=0.9, centered=True), "rmsprop",
          dict(momentum=0.9, centered=True), lr=0.01, schedule=True,
-         note="b_t = mu b_{t-1} + g/(sqrt(v~) + eps); theta -= lr b_t"),
+         note=r"$b_t = \mu b_{t-1} + g_t/(\sqrt{v_t - \bar g_t^2} + \epsilon)$; "
+         r"$\theta_t = \theta_{t-1} - \eta_t b_t$"),
     _row("RMSProp", "optax", "rmsprop", {}, "rmsprop", _OPTAX_RMS, lr=0.01,
-         note="decay 0.9, eps inside the root"),
+         note=r"`decay` $\alpha = 0.9$, $\epsilon$ inside the root"),
     _row("RMSProp", "optax", "rmsprop", dict(momentum=0.9), "rmsprop",
          dict(_OPTAX_RMS, momentum=0.9, lr_in_buffer=True), lr=0.01, schedule=True,
-         note="lr inside the buffer (trace after scale_by_learning_rate)"),
+         note=r"$\eta_t$ inside the buffer (`trace` after `scale_by_learning_rate`)"),
     _row("RMSProp", "optax", "rmsprop", dict(momentum=0.9, nesterov=True, centered=True),
          "rmsprop", dict(_OPTAX_RMS, momentum=0.9, nesterov=True, centered=True, lr_in_buffer=True),
          lr=0.01, schedule=True),
     _row("RMSProp", "optax", "rmsprop", dict(initial_scale=1.0, eps_in_sqrt=False), "rmsprop",
-         dict(alpha=0.9, initial_scale=1.0), lr=0.01, note="v_0 = initial_scale"),
+         dict(alpha=0.9, initial_scale=1.0), lr=0.01, note=r"$v_0$ = `initial_scale`"),
     _row("RMSProp", "optax", "rmsprop", dict(bias_correction=True), "adam",
          dict(betas=(0.0, 0.9), eps=0.0, eps_root=1e-8), lr=0.01,
-         note="bias-corrected v: Adam with beta_1 = 0 and eps inside the root"),
+         note=r"bias-corrected $\hat v_t$: Adam with $\beta_1 = 0$ and $\epsilon$ inside the root"),
     _row("RMSProp", "optax", "rmsprop", dict(momentum=0.9), "rmsprop",
          dict(_OPTAX_RMS, momentum=0.9), lr=0.01, schedule=True, differs=1e-2,
-         note="torch's buffer under a schedule: optax keeps lr inside the buffer"),
+         note=r"PyTorch's $b_t$ under a schedule: optax keeps $\eta_t$ inside the buffer"),
     _row("RMSProp", "optax", "rmsprop", {}, "rmsprop", dict(alpha=0.9), lr=0.01, differs=1.0,
-         note="eps outside the root (torch's place)"),
+         note=r"$\epsilon$ outside the root (PyTorch's place)"),
     _row("RMSProp", "keras", "RMSprop", {}, "rmsprop", _KERAS_RMS, lr=0.01,
-         note="rho = 0.9, eps = 1e-7 inside the root"),
+         note=r"`rho` $\alpha = 0.9$, $\epsilon = 10^{-7}$ inside the root"),
     _row("RMSProp", "keras", "RMSprop", dict(momentum=0.9, centered=True), "rmsprop",
          dict(_KERAS_RMS, momentum=0.9, centered=True, lr_in_buffer=True), lr=0.01, schedule=True,
-         note="lr inside the buffer"),
+         note=r"$\eta_t$ inside the buffer"),
     # --- Adam ---------------------------------------------------------------------------------
     _row("Adam", "torch", "Adam", {}, "adam", {}, lr=0.01, note="Kingma & Ba, Algorithm 1"),
     _row("Adam", "torch", "Adam", dict(weight_decay=0.1), "adam", dict(weight_decay=0.1),
-         lr=0.01, note="weight_decay is L2: lambda theta joins the gradient"),
+         lr=0.01, note=r"`weight_decay` is L2: $\lambda\theta_{t-1}$ joins the gradient"),
     _row("Adam", "optax", "adam", {}, "adam", {}, lr=0.01),
     _row("Adam", "optax", "adam", dict(eps_root=1e-8), "adam", dict(eps_root=1e-8), lr=0.01,
-         schedule=True, note="m_hat/(sqrt(v_hat + eps_root) + eps)"),
+         schedule=True, note=r"$\hat m_t/(\sqrt{\hat v_t + \epsilon_{\text{root}}} + \epsilon)$"),
     _row("Adam", "keras", "Adam", {}, "adam", _KERAS_ADAM, lr=0.01,
-         note="eps_hat form: lr sqrt(1-b2^t)/(1-b1^t) m/(sqrt(v) + 1e-7)"),
+         note=r"$\hat\epsilon$ form: $\eta\sqrt{1-\beta_2^t}/(1-\beta_1^t)\; m_t/(\sqrt{v_t} + \hat\epsilon)$"
+         r", $\hat\epsilon = 10^{-7}$"),
     _row("Adam", "keras", "Adam", {}, "adam", dict(eps=1e-7), lr=0.01, differs=1e-2,
-         note="Algorithm 1 with Keras's eps: the eps_hat form differs"),
+         note=r"Algorithm 1 with Keras's $\epsilon$: the $\hat\epsilon$ form differs"),
     _row("Adam", "keras", "Adam", dict(weight_decay=0.1), "adamw", dict(_KERAS_ADAM, weight_decay=0.1),
-         lr=0.01, schedule=True, note="Keras's weight_decay is decoupled (AdamW), not L2"),
+         lr=0.01, schedule=True, note=r"Keras's `weight_decay` is decoupled (AdamW), not L2"),
     # --- AMSGrad ------------------------------------------------------------------------------
     _row("AMSGrad", "torch", "Adam", dict(amsgrad=True), "adam", dict(amsgrad=True), lr=0.01,
-         note="max of the raw v, then bias correction"),
+         note=r"$v^{\max}_t$, the maximum of the raw $v_t$, then bias correction"),
     _row("AMSGrad", "optax", "amsgrad", {}, "adam", dict(amsgrad=True, amsgrad_max="corrected"),
-         lr=0.01, schedule=True, note="max of the bias-corrected v"),
+         lr=0.01, schedule=True, note=r"$v^{\max}_t$, the maximum of the bias-corrected $\hat v_t$"),
     _row("AMSGrad", "optax", "amsgrad", {}, "adam", dict(amsgrad=True), lr=0.01, differs=1e-2,
-         note="torch's max of the raw v"),
+         note=r"PyTorch's maximum of the raw $v_t$"),
     _row("AMSGrad", "keras", "Adam", dict(amsgrad=True), "adam", dict(_KERAS_ADAM, amsgrad=True),
-         lr=0.01, note="max of the raw v, eps_hat form"),
+         lr=0.01, note=r"maximum of the raw $v_t$, $\hat\epsilon$ form"),
     # --- AdamW --------------------------------------------------------------------------------
     _row("AdamW", "torch", "AdamW", {}, "adamw", {}, lr=0.01, schedule=True,
-         note="theta (1 - lr wd) before the step; wd = 1e-2"),
+         note=r"$\theta_{t-1}(1 - \eta_t\lambda)$ before the Adam step; default $\lambda = 10^{-2}$"),
     _row("AdamW", "torch", "AdamW", dict(weight_decay=0.1, amsgrad=True), "adamw",
          dict(weight_decay=0.1, amsgrad=True), lr=0.01),
     _row("AdamW", "optax", "adamw", {}, "adamw", dict(weight_decay=1e-4), lr=0.01,
-         note="wd = 1e-4; lr (adam + wd theta)"),
+         note=r"$\theta_t = \theta_{t-1} - \eta\,(a_t + \lambda\theta_{t-1})$; default $\lambda = 10^{-4}$"),
     _row("AdamW", "optax", "adamw", dict(weight_decay=0.1), "adamw", dict(weight_decay=0.1),
          lr=0.01, schedule=True),
     _row("AdamW", "keras", "AdamW", {}, "adamw", dict(_KERAS_ADAM, weight_decay=0.004), lr=0.01,
-         schedule=True, note="wd = 0.004, decayed before the step; eps_hat form"),
+         schedule=True, note=r"$\theta \leftarrow \theta - \eta_t\lambda\theta$ before the step, default "
+         r"$\lambda = 0.004$; $\hat\epsilon$ form"),
     _row("AdamW", "keras", "AdamW", dict(weight_decay=0.1, amsgrad=True), "adamw",
          dict(_KERAS_ADAM, weight_decay=0.1, amsgrad=True), lr=0.01),
     # --- published sources that cannot run here (checked against plain loops from them) --------
     _row("SGD", "source", "blog post: v = lambda * v + lr * grad; x = x - v", {}, "sgd",
          dict(momentum=0.9, lr_in_buffer=True), lr=0.05, schedule=True, key="blog-momentum",
-         note="Sutskever form: lr inside the buffer"),
+         note=r"Sutskever's form: $w_t = \mu w_{t-1} + \eta_t g_t$, $\theta_t = \theta_{t-1} - w_t$ "
+         r"(the blog's $\lambda$ is $\mu$)"),
     _row("RMSProp", "source", "blog post: v = decay_rate * v + (1 - decay_rate) * grad**2; "
          "x = x - lr * grad / (sqrt(v) + eps)", {}, "rmsprop", dict(alpha=0.9, eps=1e-8),
-         lr=0.01, key="blog-rmsprop", note="torch's form with decay_rate as alpha"),
+         lr=0.01, key="blog-rmsprop", note=r"PyTorch's form, the blog's `decay_rate` as $\alpha$"),
     _row("Adam", "source", "blog post: x = x - lr * m / (sqrt(v) + eps)", {}, "adam",
          dict(bias_correction=False), lr=0.01, key="blog-adam", note="no bias correction"),
     _row("AdamW", "source", "BERT (google-research/bert): AdamWeightDecayOptimizer", {}, "adamw",
          dict(weight_decay=0.01, eps=1e-6, bias_correction=False), lr=0.01, key="bert",
-         note="no bias correction; lr (m/(sqrt(v) + eps) + wd theta), the decay of the old theta"),
+         note=r"no bias correction; $\theta_t = \theta_{t-1} - \eta\,(m_t/(\sqrt{v_t} + \epsilon) "
+         r"+ \lambda\theta_{t-1})$, the decay of the old $\theta$"),
     _row("AdamW", "source", "BERT (google-research/bert): AdamWeightDecayOptimizer", {}, "adamw",
          dict(weight_decay=0.01, eps=1e-6, bias_correction=False, decay_order="after"), lr=0.01,
          key="bert-vs-decay-after", differs=1e-5,
-         note="decaying the updated theta (old transformers.AdamW) is not BERT's order"),
+         note=r"decaying the updated $\theta$ (the old `transformers.AdamW`) is not BERT's order"),
     _row("AdamW", "source", "old transformers.AdamW (correct_bias=True)", {}, "adamw",
          dict(weight_decay=0.01, eps=1e-6, eps_hat=True, decay_order="after"), lr=0.01,
-         key="hf-adamw", note="eps_hat form, decay of the already updated theta"),
+         key="hf-adamw", note=r"$\hat\epsilon$ form, then the decay of the already updated $\theta$"),
     _row("AdamW", "source", "old transformers.AdamW (correct_bias=False)", {}, "adamw",
          dict(weight_decay=0.01, eps=1e-6, bias_correction=False, decay_order="after"), lr=0.01,
          key="hf-adamw-no-bias-correction", note="no bias correction, decay after the step"),
     _row("AdamW", "source", "Loshchilov & Hutter (2019), Algorithm 2 (AdamW), eta_t schedule", {},
          "adamw", dict(weight_decay=0.01, schedule_multiplier="eta_t"), lr=0.01,
          schedule=True, key="adamw-paper",
-         note="decay scaled by the schedule multiplier eta_t, not by alpha * eta_t"),
+         note=r"decay scaled by the schedule multiplier $\gamma_t$ (the paper's $\eta_t$), "
+         r"not by $\gamma_t\eta$"),
     _row("AdamW", "source", "Loshchilov & Hutter (2019), Algorithm 2 (AdamW), eta_t schedule", {},
          "adamw", dict(weight_decay=0.01), lr=0.01, schedule=True, key="adamw-paper-vs-torch",
-         differs=1e-2, note="torch's AdamW scales the decay by lr_t = alpha eta_t"),
+         differs=1e-2, note=r"PyTorch's AdamW scales the decay by its learning rate $\gamma_t\eta$"),
 ]
 
 

@@ -6,12 +6,13 @@ and optimlab from the same float64 start on the same random gradients
 gradients are zero for a while; rows marked ``schedule`` under a decaying learning rate).
 A row claimed equal must agree to ``RTOL`` = 1e-12 in ``relative_difference``; a row claimed
 different must differ by more than its threshold. Planted near-miss mappings must fail
-(``test_near_miss_mappings_fail``), so the checks bite.
+(``test_near_miss_mappings_fail``), so the checks bite. The rows whose source cannot run here
+(``library="source"``) are checked in ``tests/test_translation_reference.py``.
 
-optax runs with JAX's 64-bit mode, jitted (one ``lax.scan`` over the steps); Keras 3 on the JAX
-backend with float64 variables and floatx. Each library's tests are skipped without it, unless
-OPTIMLAB_REQUIRE_OPTAX / OPTIMLAB_REQUIRE_KERAS / OPTIMLAB_REQUIRE_TORCH is set (CI), see
-conftest.py.
+optax runs with JAX's 64-bit mode, one jitted update step called in a Python loop over the
+steps; Keras 3 on the JAX backend with float64 variables and floatx. Each library's tests are
+skipped without it, unless OPTIMLAB_REQUIRE_OPTAX / OPTIMLAB_REQUIRE_KERAS /
+OPTIMLAB_REQUIRE_TORCH is set (CI), see conftest.py.
 """
 
 import numpy as np

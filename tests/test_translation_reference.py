@@ -1,7 +1,8 @@
 """The translation table without the libraries: its data, the new keywords against plain loops
 written from the optax and Keras sources, and the rows whose source cannot run here (the blog
 post, BERT, the old transformers.AdamW, the AdamW paper) against plain loops written from
-that source.
+that source (``test_source_rows``, with the same guard as ``tests/test_translation.py``: every
+coordinate must move, so that no check passes vacuously).
 
 No optimlab code computes an expected value. Every run uses the table's own problem
 (``ol.translation.problem``: 150 random gradients, scales 1e-6 to 10, zero stretches) and its
@@ -356,12 +357,15 @@ SOURCE_LOOPS = {
 
 @pytest.mark.parametrize("row", tr.rows("source"), ids=[r.key for r in tr.rows("source")])
 def test_source_rows(row):
-    err = tr.relative_difference(run_optimlab(tr.optimizer(row)),
-                                 run_loop(SOURCE_LOOPS[row.key](row)))
+    expected = run_loop(SOURCE_LOOPS[row.key](row))
+    err = tr.relative_difference(run_optimlab(tr.optimizer(row)), expected)
     if row.claim == "equal":
         assert err <= tr.RTOL, f"{row.key}: claimed equal, relative difference {err:.3e}"
     else:
         assert err > row.threshold, f"{row.key}: claimed > {row.threshold:.0e}, got {err:.3e}"
+    # Not a vacuous pass: every coordinate moved well away from its start.
+    moved = np.abs(expected - expected[0]).max(axis=0) / np.abs(expected).max(axis=0)
+    assert moved.min() > 1e-2, f"{row.key}: a coordinate barely moved ({moved.min():.1e})"
 
 
 def test_source_near_misses_fail():
