@@ -149,3 +149,22 @@ def test_torch_keeps_bfloat16_state_in_bfloat16(torch):
     opt.step()
     assert opt.state[p]["exp_avg"].dtype == torch.bfloat16
     assert opt.state[p]["exp_avg_sq"].dtype == torch.bfloat16
+
+
+def test_torch_16_bit_arithmetic_is_float32_rounded_per_operation(torch):
+    """Chapter 9: on a CPU, torch computes an operation on float16 or bfloat16 tensors in float32,
+    with a Python number in float32 too (not rounded to the 16-bit format, unlike NumPy's
+    float16 arithmetic), and rounds the result to the tensor's format."""
+    # The Python number is not rounded to the format: fl16(1.0003) = fl_bf16(1.003) = 1 would
+    # leave x unchanged; in float32 the product rounds up to the next 16-bit number.
+    for dtype, x, s, up in [(torch.float16, 2047.0, 1.0003, 2048.0), (torch.bfloat16, 255.0, 1.003, 256.0)]:
+        assert torch.tensor(s, dtype=dtype).item() == 1.0
+        out = torch.tensor([x], dtype=dtype).mul_(s)
+        assert out.dtype == dtype and out.item() == up
+    # ... but rounded to float32: s = 1 + 2^-11 + 2^-30 is 1 + 2^-11 in float32, a tie between
+    # the float16 numbers 1 and 1 + 2^-10 (to even: 1); in double precision it would round up.
+    s = 1 + 2.0**-11 + 2.0**-30
+    assert float(np.float32(s)) == 1 + 2.0**-11
+    assert torch.ones(1, dtype=torch.float16).mul_(s).item() == 1.0
+    # NumPy's float16 arithmetic, by contrast, rounds the Python number to float16 first
+    assert (np.full(1, 2047.0, np.float16) * 1.0003)[0] == 2047.0
