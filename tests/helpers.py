@@ -1,5 +1,7 @@
 """Small helpers shared by the test modules."""
 
+import numpy as np
+
 
 class decay:  # lower case: used like a function
     """A schedule: base * rate**count, with count = the number of updates already made."""
@@ -12,3 +14,30 @@ class decay:  # lower case: used like a function
 
     def __repr__(self):  # readable, stable test ids
         return f"decay({self.base}, {self.rate})"
+
+
+def random_params(model, rng, batch=()):
+    """Params of ``model`` with every entry random (biases too), so that no gradient term is
+    trivially 0."""
+    return {k: 0.7 * rng.standard_normal((*batch, *tail)) for k, tail in model._shapes().items()}
+
+
+def finite_difference(f, params, h=1e-5):
+    """Central differences of the scalar ``f(params)`` with respect to every entry."""
+    grads = {}
+    for name, p in params.items():
+        g = np.zeros_like(p)
+        for i in np.ndindex(p.shape):
+            old = p[i]
+            p[i] = old + h
+            f_plus = f(params)
+            p[i] = old - h
+            f_minus = f(params)
+            p[i] = old
+            g[i] = (f_plus - f_minus) / (2 * h)
+        grads[name] = g
+    return grads
+
+
+def relative_error(a, b):
+    return np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b), 1e-300)

@@ -4,6 +4,7 @@ L(c W1) = L(W1), <grad_W1 L, W1> = 0 and grad L(c W1) = grad L(W1) / c."""
 
 import numpy as np
 import pytest
+from helpers import finite_difference, random_params, relative_error
 
 import optimlab as ol
 from optimlab import models
@@ -20,28 +21,10 @@ def data():
     return X, y
 
 
-def random_params(model, rng, batch=()):
-    return {k: 0.7 * rng.standard_normal((*batch, *tail)) for k, tail in model._shapes().items()}
 
 
-def finite_difference(f, params, h=1e-5):
-    grads = {}
-    for name, p in params.items():
-        g = np.zeros_like(p)
-        for i in np.ndindex(p.shape):
-            old = p[i]
-            p[i] = old + h
-            f_plus = f(params)
-            p[i] = old - h
-            f_minus = f(params)
-            p[i] = old
-            g[i] = (f_plus - f_minus) / (2 * h)
-        grads[name] = g
-    return grads
 
 
-def relative_error(a, b):
-    return np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b), 1e-300)
 
 
 def pre_activation(params, X, eps):

@@ -3,6 +3,7 @@ models against single ones, and training on the digits with optimlab's optimizer
 
 import numpy as np
 import pytest
+from helpers import finite_difference, random_params, relative_error
 
 import optimlab as ol
 from optimlab import models
@@ -19,31 +20,10 @@ def data():
     return X, y
 
 
-def _random_params(model, rng, batch=()):
-    """Params with every entry random (biases too), so that no gradient term is trivially 0."""
-    shapes = model._shapes()
-    return {k: 0.7 * rng.standard_normal((*batch, *tail)) for k, tail in shapes.items()}
 
 
-def _finite_difference(f, params, h=1e-5):
-    """Central differences of the scalar ``f(params)`` with respect to every entry."""
-    grads = {}
-    for name, p in params.items():
-        g = np.zeros_like(p)
-        for i in np.ndindex(p.shape):
-            old = p[i]
-            p[i] = old + h
-            f_plus = f(params)
-            p[i] = old - h
-            f_minus = f(params)
-            p[i] = old
-            g[i] = (f_plus - f_minus) / (2 * h)
-        grads[name] = g
-    return grads
 
 
-def _relative_error(a, b):
-    return np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b), 1e-300)
 
 
 MODELS = {
@@ -55,11 +35,11 @@ MODELS = {
 
 def _check_gradient(model, params, X, y, **kwargs):
     loss, grads = model.loss_and_grad(params, X, y, **kwargs)
-    numeric = _finite_difference(lambda p: np.sum(model.loss(p, X, y, **kwargs)), params)
+    numeric = finite_difference(lambda p: np.sum(model.loss(p, X, y, **kwargs)), params)
     assert set(grads) == set(params)
     for name in params:
         assert grads[name].shape == params[name].shape and grads[name].dtype == np.float64
-        err = _relative_error(grads[name], numeric[name])
+        err = relative_error(grads[name], numeric[name])
         assert err < 1e-6, f"{name}: relative error {err:.2e}"
     return loss
 
@@ -76,7 +56,7 @@ def _avoid_relu_kinks(model, params, X):
 def test_gradient_matches_finite_differences(data, name, l2, l2_biases):
     X, y = data
     model = MODELS[name]
-    params = _random_params(model, np.random.default_rng(1))
+    params = random_params(model, np.random.default_rng(1))
     _avoid_relu_kinks(model, params, X)
     loss = _check_gradient(model, params, X, y, l2=l2, l2_biases=l2_biases)
     assert np.ndim(loss) == 0
@@ -86,7 +66,7 @@ def test_gradient_matches_finite_differences(data, name, l2, l2_biases):
 def test_batched_gradient_matches_finite_differences(data, name):
     X, y = data
     model = MODELS[name]
-    params = _random_params(model, np.random.default_rng(2), batch=(3,))
+    params = random_params(model, np.random.default_rng(2), batch=(3,))
     _avoid_relu_kinks(model, params, X)
     l2 = np.array([0.0, 0.1, 0.5])
     loss = _check_gradient(model, params, X, y, l2=l2)
@@ -98,7 +78,7 @@ def test_batched_gradient_matches_finite_differences(data, name):
 def test_batched_model_k_equals_model_k_alone(data, name, batch, monkeypatch):
     X, y = data
     model = MODELS[name]
-    params = _random_params(model, np.random.default_rng(3), batch=batch)
+    params = random_params(model, np.random.default_rng(3), batch=batch)
     l2 = np.linspace(0.0, 0.5, np.prod(batch)).reshape(batch)
     loss, grads = model.loss_and_grad(params, X, y, l2=l2)
     assert loss.shape == batch
@@ -122,7 +102,7 @@ def test_batched_model_k_equals_model_k_alone(data, name, batch, monkeypatch):
 def test_softmax_loss_formula(data):
     X, y = data
     model = MODELS["softmax"]
-    params = _random_params(model, np.random.default_rng(4))
+    params = random_params(model, np.random.default_rng(4))
     Z = X @ params["W"] + params["b"]
     expected = np.mean(np.log(np.exp(Z).sum(axis=1)) - Z[np.arange(N), y])
     np.testing.assert_allclose(model.loss(params, X, y), expected, rtol=1e-14)
@@ -141,7 +121,7 @@ def test_huge_logits_stay_finite(data, name):
     # With logits of order 1e4 a naive exp overflows; the log-sum-exp shift keeps it exact.
     X, y = data
     model = MODELS[name]
-    params = {k: 1e4 * v for k, v in _random_params(model, np.random.default_rng(5)).items()}
+    params = {k: 1e4 * v for k, v in random_params(model, np.random.default_rng(5)).items()}
     loss, grads = model.loss_and_grad(params, X, y)
     Z = model.logits(params, X)
     m = Z.max(axis=1)
@@ -155,7 +135,7 @@ def test_huge_logits_stay_finite(data, name):
 def test_predictions_and_accuracy(data, name):
     X, y = data
     model = MODELS[name]
-    params = _random_params(model, np.random.default_rng(6), batch=(2,))
+    params = random_params(model, np.random.default_rng(6), batch=(2,))
     proba = model.predict_proba(params, X)
     assert proba.shape == (2, N, C)
     np.testing.assert_allclose(proba.sum(axis=-1), 1.0, rtol=1e-14)
@@ -169,7 +149,7 @@ def test_float32_stays_float32(data):
     X, y = data
     for model in MODELS.values():
         params = {k: v.astype(np.float32)
-                  for k, v in _random_params(model, np.random.default_rng(7)).items()}
+                  for k, v in random_params(model, np.random.default_rng(7)).items()}
         loss, grads = model.loss_and_grad(params, X, y, l2=0.1)
         assert loss.dtype == np.float32
         assert all(g.dtype == np.float32 for g in grads.values())
@@ -200,7 +180,7 @@ def test_init_params():
 def test_bad_input_is_refused(data):
     X, y = data
     model = MODELS["softmax"]
-    params = _random_params(model, np.random.default_rng(8))
+    params = random_params(model, np.random.default_rng(8))
     with pytest.raises(ValueError, match="keys"):
         model.loss_and_grad({"W": params["W"]}, X, y)
     with pytest.raises(ValueError, match="shape"):
@@ -226,7 +206,7 @@ def test_l2_on_every_parameter_equals_torch_style_weight_decay(data):
     # Adam on loss + l2/2 ||theta||^2 (all parameters) is ol.adam(weight_decay=l2) on the loss.
     X, y = data
     model = MODELS["mlp-tanh"]
-    start = _random_params(model, np.random.default_rng(9))
+    start = random_params(model, np.random.default_rng(9))
     in_loss, _ = models.train(model, ol.adam(lr=0.01), start, X, y, 20, l2=0.1, l2_biases=True)
     in_opt, _ = models.train(model, ol.adam(lr=0.01, weight_decay=0.1), start, X, y, 20)
     for name in start:
@@ -238,7 +218,7 @@ def test_batched_sweep_equals_separate_runs(data):
     X, y = data
     model = MODELS["softmax"]
     lrs, wds = np.array([0.01, 0.1, 0.01, 0.1]), np.array([0.0, 0.0, 0.5, 0.5])
-    start = _random_params(model, np.random.default_rng(10))
+    start = random_params(model, np.random.default_rng(10))
     batch = {k: np.stack([v] * 4) for k, v in start.items()}
     opt = ol.adamw(lr=lrs[:, None, None], weight_decay=wds[:, None, None])
     params, losses = models.train(model, opt, batch, X, y, 15)
@@ -254,7 +234,7 @@ def test_batched_sweep_equals_separate_runs(data):
 def test_train_does_not_modify_its_inputs(data):
     X, y = data
     model = MODELS["softmax"]
-    start = _random_params(model, np.random.default_rng(11))
+    start = random_params(model, np.random.default_rng(11))
     copy = {k: v.copy() for k, v in start.items()}
     _, losses = models.train(model, ol.sgd(lr=0.1), start, X, y, 5, batch_size=8)
     assert losses.shape == (5,)
