@@ -421,8 +421,9 @@ class MLP(_Classifier):
         return H @ params["W2"] + params["b2"][..., None, :]
 
     def loss_and_grad(self, params, X, y, l2=0.0, l2_biases=False):
-        """``(loss, grads)`` as :meth:`SoftmaxRegression.loss_and_grad`, for the four
-        parameters; ``l2`` penalises ``W1`` and ``W2`` (and the biases if ``l2_biases``)."""
+        """``(loss, grads)`` as :meth:`SoftmaxRegression.loss_and_grad`, for every parameter;
+        ``l2`` penalizes ``W1`` and ``W2`` (and the other parameters, biases and a
+        normalization gain, if ``l2_biases``). Subclasses supply ``_shapes`` and ``_kernel``."""
         batch, dtype = _check_params(params, self._shapes())
         X, y = _check_data(X, y, self.n_features, self.n_classes, dtype, batch)
         loss, grads = _by_blocks(self._kernel, params, batch, X, y,
@@ -534,16 +535,6 @@ class LayerNormMLP(MLP):
         A_hat = np.swapaxes(A_hat, -1, -2)
         H = self._hidden(A_hat * params["gain"][..., None, :] + params["b1"][..., None, :])
         return H @ params["W2"] + params["b2"][..., None, :]
-
-    def loss_and_grad(self, params, X, y, l2=0.0, l2_biases=False):
-        """``(loss, grads)`` as :meth:`SoftmaxRegression.loss_and_grad`, for the five
-        parameters; ``l2`` penalizes ``W1`` and ``W2`` (and ``gain``, ``b1``, ``b2`` if
-        ``l2_biases``)."""
-        batch, dtype = _check_params(params, self._shapes())
-        X, y = _check_data(X, y, self.n_features, self.n_classes, dtype, batch)
-        loss, grads = _by_blocks(self._kernel, params, batch, X, y,
-                                 per_model=self.n_hidden * X.shape[-2])
-        return _add_l2(loss, grads, params, l2, l2_biases, ("W1", "W2"), batch, dtype), grads
 
     def _kernel(self, p, X, y):
         """Loss (K,) and gradients of K networks whose parameters carry one batch axis."""
