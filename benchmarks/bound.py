@@ -5,7 +5,9 @@ An in-place step on d values with k state arrays must read ``params``, ``grads``
 state arrays (2 + k streams) and write ``params`` and the state back (1 + k streams, into
 the cache lines it has just read, so no write-allocate traffic). For Adam that is 4 reads
 and 3 writes of d values. The reference is the time of a loop that does exactly that and
-nothing else (one add or multiply-add per value written), on the same threads as
+nothing else (an addition per parameter, ``s * c + g * g`` per state value: a state stays
+non-negative, so an optimizer can go on stepping with the arrays it wrote), on the same
+threads as
 ``opt.step``, taking the same pieces in turn; bytes read / time and bytes written / time
 give its bandwidth.
 
@@ -14,9 +16,9 @@ same (possibly loaded) machine as the contenders, so noise and implementation de
 put a contender at or slightly below it.
 
 With Numba the loop is compiled (one pass, every stream once). Without it, NumPy does it
-chunk by chunk (64 Ki values), each written array updated by one in-place ``add`` whose
-gradient chunk comes from the cache after the first: the same streams, at NumPy's pace, so
-a slower reference (the table says which one it used).
+chunk by chunk (64 Ki values), each written array updated in place by calls whose operands
+other than the array itself come from the cache: the same streams, at NumPy's pace, so a
+slower reference (the table says which one it used).
 """
 
 import itertools
@@ -38,7 +40,7 @@ def _streams_source(k):
              "        x = g[j]",
              *(f"        {a}_ = {a}[j]" for a in ["p", *state]),
              "        p[j] = p_ + x",
-             *(f"        {s}[j] = {s}_ * c + x" for s in state),
+             *(f"        {s}[j] = {s}_ * c + x * x" for s in state),
              "    return 0"]
     return "\n".join(lines) + "\n"
 
@@ -61,15 +63,23 @@ def compiled_available():
     return fused.available()
 
 
-def streams(n, dtype, k, threads=None, compiled=None):
+def streams(n, dtype, k, threads=None, compiled=None, arrays=None):
     """A function running the bound's loop once on fresh arrays of ``n`` values of ``dtype``
-    (``k`` state arrays), on ``threads`` threads (default: as ``opt.step`` would). Its
+    (``k`` state arrays), or on ``arrays`` = ``(grads, params, *state)`` (1-D, contiguous:
+    the contenders' own), on ``threads`` threads (default: as ``opt.step`` would). Its
     attributes: ``reads``/``writes`` (bytes per call) and ``how`` (compiled or NumPy)."""
     dtype = np.dtype(dtype)
     compiled = compiled_available() if compiled is None else compiled
-    rng = np.random.default_rng(0)
-    g = rng.standard_normal(n).astype(dtype)
-    arrays = [g, *(np.ones(n, dtype) for _ in range(1 + k))]
+    if arrays is None:
+        rng = np.random.default_rng(0)
+        g = rng.standard_normal(n).astype(dtype)
+        arrays = [g, *(np.ones(n, dtype) for _ in range(1 + k))]
+    else:
+        arrays = list(arrays)
+        if len(arrays) != 2 + k or any(a.shape != (n,) or a.dtype != dtype
+                                       or not a.flags.c_contiguous for a in arrays):
+            raise ValueError(f"arrays must be {2 + k} contiguous 1-D arrays of {n} {dtype}")
+        g = arrays[0]
     if threads is None:
         threads = fast.THREADS if n * dtype.itemsize >= fast.PARALLEL_MIN_BYTES else 1
     pieces, start = [], 0  # guided pieces, as opt.step gives its compiled kernels
@@ -89,8 +99,11 @@ def streams(n, dtype, k, threads=None, compiled=None):
             for a in range(lo, hi, CHUNK):
                 b = min(a + CHUNK, hi)
                 gb = g[a:b]
-                for w in arrays[1:]:
-                    np.add(w[a:b], gb, out=w[a:b])
+                np.add(arrays[1][a:b], gb, out=arrays[1][a:b])
+                square = gb * gb  # a chunk, in the cache
+                for w in arrays[2:]:
+                    np.multiply(w[a:b], c, out=w[a:b])
+                    np.add(w[a:b], square, out=w[a:b])
 
     def run():
         taken = itertools.count()

@@ -4,10 +4,13 @@ fused step against torch's fused CPU kernel, in the same process, many interleav
     python benchmarks/fused_vs_torch.py [--repeats 21] [--n 10000000]
 
 Prints, per optimizer, the median over repeats of (optimlab time / torch fused time) taken
-within each repeat (<= 1: optimlab is as fast or faster), both against the memory
-reference (``bound.py``: a minimal loop moving the same bytes, which a step can at best
-approach), that the fused step gave the bits of ``update`` + ``apply_updates`` on values
-enough for both threads, and the kernels' compile times (not part of any step time).
+within each repeat (<= 1: optimlab is as fast or faster), for optimlab's fused step checking
+the gradient before writing (the default) and while writing (``check="while_writing"``: one
+pass, like torch's kernel, which checks nothing); each against the memory reference
+(``bound.py``: a minimal loop moving the same bytes, which a step can at best approach);
+that both gave the bits of ``update`` + ``apply_updates`` on enough values for both
+threads; the kernels' compile times (not part of any step time); and why all contenders
+update the same arrays: the same step timed on separate copies of its arrays.
 """
 
 import argparse
@@ -18,8 +21,9 @@ import speed
 import optimlab as ol
 
 
-def same_bits(name, n=10**6, steps=3):
-    """The fused step equals update + apply_updates, bit for bit, on n values."""
+def same_bits(name, check, n=10**6, steps=3):
+    """The fused step (with ``check``) equals update + apply_updates, bit for bit, on n
+    values."""
     rng = np.random.default_rng(1)
     opt = speed.OPTIMIZERS[name][0]()
     p0 = rng.standard_normal(n)
@@ -31,7 +35,7 @@ def same_bits(name, n=10**6, steps=3):
     fast, fs = p0.copy(), opt.init(p0)
     with ol.fast.backend("fused"):
         for g in grads:
-            fs = opt.step(fast, g, fs)
+            fs = opt.step(fast, g, fs, check=check)
     return fast.tobytes() == pure.tobytes() and all(
         a.tobytes() == b.tobytes() for a, b in zip(ol.tree.state_arrays(fs.inner),
                                                    ol.tree.state_arrays(ps.inner), strict=True))
@@ -45,20 +49,27 @@ def main():
     speed.print_machine()
     print()
     rows = speed.step_times(optimizers=("adamw", "adam"), sizes=(args.n,), dtypes=("float64",),
-                            kinds=("one array",), contenders=("blocks", "fused", "torch foreach",
-                                                              "torch fused"),
+                            kinds=("one array",), contenders=("blocks", "fused", "fused inline",
+                                                              "torch foreach", "torch fused"),
                             repeats=args.repeats)
     for r in rows:
-        print(f"{r['optimizer']:6s} d={r['n']:.0e} float64: reference (fastest) {r['bound'] * 1e3:6.2f} ms, "
-              f"fused {r['fused'] * 1e3:6.2f} ms, torch fused {r['torch fused'] * 1e3:6.2f} ms, "
-              f"torch foreach {r['torch foreach'] * 1e3:6.2f} ms, blocks {r['blocks'] * 1e3:6.2f} ms")
-        print(f"       fused / torch fused = {r['fused / torch fused']:.3f} (median of "
-              f"{args.repeats} paired repeats); median fused / reference = {r['fused / bound']:.2f}; "
-              f"torch fused / reference = {r['torch fused / bound']:.2f}")
-        print(f"       fused step == update + apply_updates, bit for bit: "
-              f"{same_bits(r['optimizer'])}")
+        print(f"{r['optimizer']:6s} d={r['n']:.0e} float64: reference (fastest) {r['bound'] * 1e3:6.2f} ms; "
+              "median ms:")
+        print("       " + ", ".join(f"{c} {r[c] * 1e3:.2f}" for c in (
+            "fused", "fused inline", "torch fused", "torch foreach", "blocks")))
+        for c, check in (("fused", "before_writing"), ("fused inline", "while_writing")):
+            print(f"       {c:12s} / torch fused = {r[c + ' / torch fused']:.3f} (median of "
+                  f"{args.repeats} paired repeats); median / reference = {r[c + ' / bound']:.2f};"
+                  f" == update + apply_updates, bit for bit: {same_bits(r['optimizer'], check)}")
+        print(f"       torch fused / reference = {r['torch fused / bound']:.2f}")
     print()
     speed.print_compile_times()
+    print()
+    spread = speed.placement_spread(n=args.n)
+    print(f"the same AdamW step (fused, checked while writing) on {len(spread)} copies of its "
+          "arrays, median ms per copy:")
+    print("       " + ", ".join(f"{t * 1e3:.2f}" for t in spread)
+          + f"; slowest / fastest = {max(spread) / min(spread):.2f}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,10 @@ values, or a batch of 100 runs of d/100 values with one learning rate per run):
 
 - ``pure``: ``opt.update`` + ``ol.apply_updates`` (new arrays every step; one array only);
 - ``blocks``: ``opt.step`` replaying the traced rule on cache-sized blocks with NumPy;
-- ``fused``: ``opt.step`` with the loop compiled from the same trace (needs Numba);
+- ``fused``: ``opt.step`` with the loop compiled from the same trace (needs Numba), every
+  gradient checked for NaN and infinity before anything is written (the default);
+- ``fused inline``: the same with ``check="while_writing"``: the kernel checks each
+  gradient as it reads it, in its one pass (what torch's fused kernel does not do at all);
 - ``torch loop`` / ``torch foreach`` / ``torch fused``: ``torch.optim`` with
   ``foreach=False`` (its default on CPU), ``foreach=True`` (one call per operation over
   the list of tensors; on CPU a loop of per-tensor kernels) and ``fused=True`` (when torch
@@ -20,6 +23,14 @@ values, or a batch of 100 runs of d/100 values with one learning rate per run):
 - ``bound``: the memory reference (``bound.py``): a minimal loop reading ``params``,
   ``grads`` and the k state arrays and writing ``params`` and the state, nothing else, on
   the same threads as ``opt.step``.
+
+**Every contender of a row updates the same arrays** (``pure`` aside, which makes new ones):
+the step backends share the params and the state arrays, torch's optimizers are given
+tensors viewing them (:func:`_share_state`), and the reference reads and writes them too.
+On a virtual machine, two copies of the same arrays, allocated one after the other, can
+take markedly and consistently different times for the same step (:func:`placement_spread`
+measures it): where the memory lies is not the contenders' doing, so it must not differ
+between them.
 
 Every contender is reported as its median time over the repeats divided by the reference's
 best (fastest, least disturbed) repeat, timed in the same loop. The reference is a time a
@@ -64,8 +75,10 @@ OPTIMIZERS = {
 }
 TORCH_MODES = {"torch loop": dict(foreach=False), "torch foreach": dict(foreach=True),
                "torch fused": dict(fused=True)}
-CONTENDERS = ("pure", "blocks", "fused", *TORCH_MODES)
+CONTENDERS = ("pure", "blocks", "fused", "fused inline", *TORCH_MODES)
 KINDS = ("one array", "100 arrays", "100 runs")
+PAIRS = (("fused", "torch fused"), ("fused inline", "torch fused"), ("blocks", "torch foreach"))
+"""The ratios taken within each repeat: optimlab's step over the torch mode it is held to."""
 PIECES = 100
 SIZES = (10**4, 10**5, 10**6, 10**7)
 TORCH_ONE_THREAD_BELOW = 10**7
@@ -148,15 +161,15 @@ def interleaved(contenders, repeats=7, min_seconds=2e-3, pause=2e-3, settle=0.0,
     return {name: list(ts) if paired else sorted(ts) for name, ts in times.items()}
 
 
-def _ol_step(opt, params, grads, backend="auto"):
-    """``opt.step`` on ``params`` and ``grads`` with ``backend``, the state carried from call
-    to call."""
-    state = opt.init(params)
+def _ol_step(opt, params, grads, backend="auto", check="before_writing", state=None):
+    """``opt.step`` on ``params`` and ``grads`` with ``backend`` and ``check``, the state
+    (``state``'s arrays, or new ones) carried from call to call."""
+    state = opt.init(params) if state is None else state
 
     def step():
         nonlocal state
         with ol.fast.backend(backend):
-            state = opt.step(params, grads, state)
+            state = opt.step(params, grads, state, check=check)
 
     return step
 
@@ -223,13 +236,22 @@ def _data(n, dtype, kind, rng):
             (0.1 * rng.standard_normal(shape)).astype(dtype))
 
 
+def _flat(g, params, state):
+    """``(grads, params, *state arrays)`` as 1-D views for the reference, or None (a list of
+    arrays: the reference then uses arrays of its own)."""
+    if isinstance(params, list):
+        return None
+    return [a.reshape(-1) for a in (g, params, *ol.tree.state_arrays(state.inner))]
+
+
 def _copy(tree):
     return [a.copy() for a in tree] if isinstance(tree, list) else tree.copy()
 
 
-def _torch_step(name, mode, p, g, kind="one array"):
-    """A torch.optim step on copies of ``p`` (sharing ``g``'s memory), or None if torch lacks
-    this mode."""
+def _torch_step(name, mode, p, g, kind="one array", state=None):
+    """A torch.optim step on ``p`` and ``g`` (tensors viewing their memory; on copies of ``p``
+    without ``state``), its state the arrays of the optimlab state ``state`` (see
+    :func:`_share_state`), or None if torch lacks this mode."""
     if torch is None:
         return None
     _, cls, kwargs, _ = OPTIMIZERS[name]
@@ -239,7 +261,7 @@ def _torch_step(name, mode, p, g, kind="one array"):
         ps, gs = (p, g) if isinstance(p, list) else ([p], [g])
     params = []
     for pa, ga in zip(ps, gs, strict=True):
-        param = torch.nn.Parameter(torch.from_numpy(pa.copy()))
+        param = torch.nn.Parameter(torch.from_numpy(pa if state is not None else pa.copy()))
         param.grad = torch.from_numpy(ga)
         params.append(param)
     if kind == "100 runs":
@@ -252,7 +274,35 @@ def _torch_step(name, mode, p, g, kind="one array"):
         opt.step()
     except (RuntimeError, ValueError, TypeError):  # e.g. no fused RMSprop
         return None
+    if state is not None:
+        _share_state(opt, params, _state_rows(state, kind))
     return opt.step
+
+
+TORCH_STATE = {"SGD": ("momentum_buffer",), "Adagrad": ("sum",), "RMSprop": ("square_avg",),
+               "Adam": ("exp_avg", "exp_avg_sq"), "AdamW": ("exp_avg", "exp_avg_sq")}
+"""torch's names for the arrays of the state, in the order of optimlab's (``state_arrays``)."""
+
+
+def _state_rows(state, kind):
+    """The arrays of an optimlab state, one tuple per torch parameter (a row per run)."""
+    inner = state.inner if isinstance(state.inner, list) else [state.inner]
+    per_array = [ol.tree.state_arrays(s) for s in inner]
+    if kind == "100 runs":
+        return [tuple(a[r] for a in per_array[0]) for r in range(len(per_array[0][0]))]
+    return per_array
+
+
+def _share_state(opt, params, arrays):
+    """Make the state of torch optimizer ``opt`` (after one step) tensors viewing ``arrays``
+    (one tuple per parameter), so that torch updates the very memory optimlab's steps do."""
+    names = TORCH_STATE[type(opt).__name__]
+    for param, mine in zip(params, arrays, strict=True):
+        state = opt.state[param]
+        for key, a in zip(names, mine, strict=True):
+            if state[key].shape != a.shape or state[key].dtype != torch.from_numpy(a).dtype:
+                raise ValueError(f"torch's {key} does not match optimlab's state array")
+            state[key] = torch.from_numpy(a)
 
 
 def step_times(optimizers=("adam", "adamw"), sizes=SIZES, dtypes=("float64", "float32"),
@@ -266,7 +316,8 @@ def step_times(optimizers=("adam", "adamw"), sizes=SIZES, dtypes=("float64", "fl
     repeat), ``bound median``, ``bound how``, ``reads``/``writes`` (bytes per step),
     ``torch threads``, then per contender ``name`` (median seconds, or None if not
     available) and ``name / bound`` (median / the reference's fastest repeat); and
-    ``fused / torch fused`` and ``blocks / torch foreach``, medians over the repeats of
+    ``fused / torch fused``, ``fused inline / torch fused`` and ``blocks / torch foreach``
+    (:data:`PAIRS`), medians over the repeats of
     those ratios within a repeat.
     """
     rows = []
@@ -278,15 +329,20 @@ def step_times(optimizers=("adam", "adamw"), sizes=SIZES, dtypes=("float64", "fl
                 p, g = _data(n, dtype, kind, rng)
                 for name in optimizers:
                     k = OPTIMIZERS[name][3]
-                    limit = bound.streams(n, dtype, k)
+                    params = _copy(p)  # updated by every contender of the row but "pure"
+                    opt = _make(name, kind)
+                    shared = opt.init(params)
+                    limit = bound.streams(n, dtype, k, arrays=_flat(g, params, shared))
                     runs = {"bound": limit}
                     for c in contenders:
                         if c == "pure" and kind == "one array":  # (the others alike)
-                            runs[c] = _ol_pure(_make(name, kind), _copy(p), g)
+                            runs[c] = _ol_pure(opt, _copy(p), g)
                         elif c == "blocks" or (c == "fused" and has_fused):
-                            runs[c] = _ol_step(_make(name, kind), _copy(p), g, backend=c)
+                            runs[c] = _ol_step(opt, params, g, backend=c, state=shared)
+                        elif c == "fused inline" and has_fused:
+                            runs[c] = _ol_step(opt, params, g, "fused", "while_writing", shared)
                         elif c in TORCH_MODES and with_torch:
-                            step = _torch_step(name, c, p, g, kind)
+                            step = _torch_step(name, c, params, g, kind, state=shared)
                             if step is not None:
                                 runs[c] = step
                     threads = None
@@ -308,13 +364,26 @@ def step_times(optimizers=("adam", "adamw"), sizes=SIZES, dtypes=("float64", "fl
                         ts = times.get(c)
                         row[c] = None if ts is None else float(np.median(ts))
                         row[f"{c} / bound"] = None if ts is None else float(np.median(ts) / b)
-                    for a, c in (("fused", "torch fused"), ("blocks", "torch foreach")):
+                    for a, c in PAIRS:
                         row[f"{a} / {c}"] = float(np.median(
                             np.array(times[a]) / np.array(times[c]))) if (
                             a in times and c in times) else None
                     rows.append(row)
                     del runs, times
     return rows
+
+
+def placement_spread(n=10**7, copies=6, repeats=15, name="adamw"):
+    """Median seconds of the same fused step (checked while writing) on each of ``copies``
+    copies of the same arrays, allocated one after the other and timed in the same loop
+    (the blocks backend without Numba). How much where the memory lies moves a step."""
+    rng = np.random.default_rng(0)
+    p, g = _data(n, "float64", "one array", rng)
+    backend = "fused" if ol.fused.available() else "blocks"
+    steps = {k: _ol_step(_make(name, "one array"), p.copy(), g, backend, "while_writing")
+             for k in range(copies)}
+    times = interleaved(steps, repeats, min_seconds=0)
+    return [float(np.median(times[k])) for k in range(copies)]
 
 
 def torch_thread_times(n=10**5, name="adamw", threads=(1, 2), repeats=15):
@@ -348,24 +417,27 @@ def _r(x, width=7):
     return f"{'-':>{width}s}" if x is None else f"{x:{width}.2f}"
 
 
-SHORT = {"pure": "pure", "blocks": "blocks", "fused": "fused", "torch loop": "t.loop",
-         "torch foreach": "t.forea", "torch fused": "t.fused"}
+SHORT = {"pure": "pure", "blocks": "blocks", "fused": "fused", "fused inline": "fu.inl",
+         "torch loop": "t.loop", "torch foreach": "t.forea", "torch fused": "t.fused"}
 
 
 def print_step_table(rows, contenders=CONTENDERS):
     """The memory reference's fastest time, every contender's median time / that, and
-    fused / torch fused (<= 1: optimlab's fused step is as fast or faster); t.thr: torch's
+    optimlab's fused step over torch's fused step, checking before writing (fu/t.fu) and
+    while writing (inl/t.fu) (<= 1: optimlab's is as fast or faster); t.thr: torch's
     threads."""
     head = (f"{'optimizer':9s} {'dtype':7s} {'kind':10s} {'d':>7s} {'ref ms':>9s} "
-            + " ".join(f"{SHORT[c]:>7s}" for c in contenders) + f" {'fu/t.fu':>7s} t.thr")
-    print("median time / the memory reference's fastest repeat; fu/t.fu: median over repeats"
-          " of the ratio within a repeat")
+            + " ".join(f"{SHORT[c]:>7s}" for c in contenders)
+            + f" {'fu/t.fu':>7s} {'inl/t.fu':>8s} t.thr")
+    print("median time / the memory reference's fastest repeat; fu/t.fu and inl/t.fu: median "
+          "over repeats of the ratio within a repeat")
     print(head)
     print("-" * len(head))
     for r in rows:
         print(f"{r['optimizer']:9s} {r['dtype']:7s} {r['kind']:10s} {r['n']:7.0e} "
               f"{_ms(r['bound'])} " + " ".join(_r(r.get(f'{c} / bound')) for c in contenders)
-              + f" {_r(r['fused / torch fused'])} {r.get('torch threads') or '-':>5}")
+              + f" {_r(r['fused / torch fused'])} {_r(r['fused inline / torch fused'], 8)}"
+              + f" {r.get('torch threads') or '-':>5}")
 
 
 def print_time_table(rows, contenders=CONTENDERS):
@@ -619,10 +691,13 @@ def targets(step_rows, memory_rows=(), sweep_rows=(), share=None):
     for r in step_rows:
         if (r["optimizer"] in ("adam", "adamw") and r["dtype"] == "float64"
                 and r["n"] == 10**7 and r["kind"] == "one array"):
-            if r.get("fused / torch fused") is not None:
-                ratio = r["fused / torch fused"]
-                out.append((f"{r['optimizer']} 1e7 float64: fused step / torch fused", ratio,
-                            "<= 1", ratio <= 1))
+            if r.get("fused inline / torch fused") is not None:
+                ratio = r["fused inline / torch fused"]
+                out.append((f"{r['optimizer']} 1e7 float64: fused step, checked while writing "
+                            "/ torch fused", ratio, "<= 1", ratio <= 1))
+            if r.get("fused / torch fused") is not None:  # reported; it does more than torch
+                out.append((f"{r['optimizer']} 1e7 float64: fused step, checked before writing "
+                            "/ torch fused", r["fused / torch fused"], "-", None))
             if r.get("blocks / torch foreach") is not None:
                 ratio = r["blocks / torch foreach"]
                 out.append((f"{r['optimizer']} 1e7 float64: blocks step / torch foreach", ratio,
@@ -647,9 +722,10 @@ def targets(step_rows, memory_rows=(), sweep_rows=(), share=None):
 
 
 def print_targets(rows):
-    print(f"{'target':58s} {'measured':>9s} {'goal':>7s}  met")
+    """The targets; a row with goal "-" (met None) is reported, not a target."""
+    print(f"{'target':78s} {'measured':>9s} {'goal':>7s}  met")
     for what, value, goal, met in rows:
-        print(f"{what:58s} {value:9.3g} {goal:>7s}  {'yes' if met else 'NO'}")
+        print(f"{what:78s} {value:9.3g} {goal:>7s}  {'-' if met is None else 'yes' if met else 'NO'}")
 
 
 def save(results, path):

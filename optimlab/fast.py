@@ -248,9 +248,10 @@ def _flatten_state(state):
     return []
 
 
-def trace(transform, state, dtype, ndim, t):
+def trace(transform, state, dtype, ndim, t, check_grads=False):
     """Record ``transform.update`` at step ``t`` for params of ``dtype`` and rank ``ndim`` and a
-    state like ``state``.
+    state like ``state``. With ``check_grads``, the program also checks every gradient it
+    reads (``step(check="while_writing")``), as it checks every update.
 
     Returns ``(program, constants)``: the :class:`Program` depends only on the sequence of
     operations (it is compiled once and cached), the constants on ``t``. Raises
@@ -272,12 +273,12 @@ def trace(transform, state, dtype, ndim, t):
             isinstance(v, _Var) and v.tape is tape for v in new):
         raise Untraceable("the rule's result is not computed from its inputs")
     slot_out = tuple(v.index for v in new)
-    key = (tuple(tape.code), tuple(tape.dtypes), u.index, slot_out)
+    key = (tuple(tape.code), tuple(tape.dtypes), u.index, slot_out, check_grads)
     program = _programs.get(key)
     if program is None:
         if len(_programs) > 256:
             _programs.clear()
-        program = _programs[key] = Program(tape, u.index, slot_out, dtype)
+        program = _programs[key] = Program(tape, u.index, slot_out, dtype, check_grads)
     return program, tape.consts
 
 
@@ -310,11 +311,13 @@ class Program:
     every call; they are given to :meth:`run`, as they change from step to step). Results go to the scratch
     blocks by linear-scan register allocation; a new state value goes straight into its
     state array once the old value is no longer read; then the update is checked and added
-    to the params. ``source`` is the generated loop, for the curious.
+    to the params (with ``check_grads``, the gradient block is checked first, in the same
+    pass). ``source`` is the generated loop, for the curious.
     """
 
-    def __init__(self, tape, u, slot_out, dtype):
+    def __init__(self, tape, u, slot_out, dtype, check_grads=False):
         self.dtype = dtype
+        self.check_grads = check_grads
         n_in = 2 + len(slot_out)
         code = _live(tape.code, {u, *slot_out})
         end = len(code)
@@ -342,7 +345,7 @@ class Program:
             return f"T{len(self.temp_dtypes) - 1}"
 
         reg = {i: f"R{i}" for i in range(n_in)}
-        lines = []
+        lines = [(_check_finite, ["R0"], None)] if check_grads else []
         for k, (ufunc, operands, res) in enumerate(code):
             args = [reg[i] if kind == "v" else f"c{i}" for kind, i in operands]
             for kind, i in operands:  # a value read for the last time frees its block
@@ -558,7 +561,7 @@ def run_blocks(tasks, t, threads):
             if task.kernel is not None:
                 if task.kernel(start, stop):
                     failed.append(task.path)
-                    raise FloatingPointError(_nonfinite_message(task.path, t))
+                    raise FloatingPointError(_nonfinite_message(task, t))
                 continue
             shape = (block, *task.flats[0].shape[1:])
             temps = [t.reshape(shape) for t in _scratch(task.program.temp_dtypes,
@@ -568,7 +571,7 @@ def run_blocks(tasks, t, threads):
                                  task.row_consts)
             except NonFiniteUpdate:
                 failed.append(task.path)
-                raise FloatingPointError(_nonfinite_message(task.path, t)) from None
+                raise FloatingPointError(_nonfinite_message(task, t)) from None
             except BaseException:
                 failed.append(task.path)
                 raise
@@ -659,10 +662,13 @@ def flat_views(arrays):
 
 
 # -- the driver ---------------------------------------------------------------------------------
-def step_in_place(transform, pieces, t):
+def step_in_place(transform, pieces, t, check_grads=False):
     """Apply ``transform`` at step ``t`` in place to ``pieces`` = [(path, p, g, s)], whose
-    gradients are known to be finite. ``transform`` may also be a list with one transform
-    per piece (parameter groups, :func:`optimlab.partition`).
+    gradients are known to be finite, or, with ``check_grads``, are checked here: those of
+    arrays updated whole before anything is written, the others by the block loops as they
+    read them (a non-finite one raises once params and state are partly written).
+    ``transform`` may also be a list with one transform per piece (parameter groups,
+    :func:`optimlab.partition`).
 
     Every trace is made before anything is written, so that an error of the rule (a schedule
     returning a bad value) leaves params and state untouched.
@@ -675,7 +681,7 @@ def step_in_place(transform, pieces, t):
             key = (id(rule), p.dtype, p.ndim, map_state(lambda a: True, s))
             if key not in traces:
                 try:
-                    traces[key] = trace(rule, s, p.dtype, p.ndim, t)
+                    traces[key] = trace(rule, s, p.dtype, p.ndim, t, check_grads)
                 except Untraceable:
                     traces[key] = None
             if traces[key] is not None:
@@ -689,6 +695,10 @@ def step_in_place(transform, pieces, t):
 
         tasks = [task._replace(kernel=task_kernel(task.program, task.consts, task.flats,
                                                   task.row_consts)) for task in tasks]
+    if check_grads:
+        for _, path, _, g, _ in whole:
+            if not finite(g):
+                raise FloatingPointError(nonfinite_gradient_message([path], t))
     for rule, path, p, g, s in whole:
         update_whole(rule, path, p, g, s, t)
     if tasks:
@@ -727,9 +737,22 @@ def _task(program, consts, path, arrays):
     return _Task(program, shaped, views, block, path, tuple(row_consts))
 
 
-def _nonfinite_message(path, t):
+def _nonfinite_message(task, t):
+    if task.program.check_grads and not finite(task.flats[0]):
+        return (nonfinite_gradient_message([task.path], t) + ", found while writing "
+                "(step(check='while_writing')): params and state are partly updated")
+    return _nonfinite_update_message(task.path, t)
+
+
+def _nonfinite_update_message(path, t):
     return (f"the update for {path} became non-finite at step {t} (is eps 0 where a gradient "
             "is 0, or are params non-finite?); params and state may be partly updated")
+
+
+def nonfinite_gradient_message(paths, t):
+    """The error for non-finite gradients of the params at ``paths`` at step ``t``."""
+    grads = ", ".join("grads" + path[len("params"):] for path in paths)
+    return f"non-finite gradient at step {t} in {grads}"
 
 
 def update_whole(transform, path, p, g, s, t):
@@ -742,7 +765,7 @@ def update_whole(transform, path, p, g, s, t):
         raise ValueError(f"the update or new state for {path} does not have the shape of "
                          f"{path}, {p.shape}; do the hyperparameter arrays broadcast to it?")
     if not finite(u):
-        raise FloatingPointError(_nonfinite_message(path, t))
+        raise FloatingPointError(_nonfinite_update_message(path, t))
     for dst, src in zip(targets, sources, strict=True):
         if dst is not src:
             dst[...] = src

@@ -65,6 +65,7 @@ the seconds its compile took."""
 
 _kernels = {}  # source -> compiled entry point
 _dispatchers = {}  # source -> Numba dispatcher (for inspection: machine code, LLVM IR)
+_by_program = {}  # (program, constant dtypes, row constants, rank) -> compiled entry point
 _lock = threading.Lock()
 
 
@@ -148,9 +149,14 @@ def _signature(numba, dtype, n_in, const_dtypes, row_consts, ndim):
 def compiled(program, const_dtypes, row_consts=(), ndim=1):
     """The compiled kernel of :func:`kernel_source` (compiled at the first call with this
     source, then taken from the cache), as a function of the same arguments."""
+    key = (program, tuple(np.dtype(dt) for dt in const_dtypes), tuple(row_consts), ndim)
+    entry = _by_program.get(key)  # skips writing the source again at every step
+    if entry is not None:
+        return entry
     source = kernel_source(program, const_dtypes, row_consts, ndim)
     entry = _kernels.get(source)
     if entry is not None:
+        _by_program[key] = entry
         return entry
     with _lock:  # one compile per source, even when two threads ask at once
         if source not in _kernels:
@@ -171,9 +177,11 @@ def compiled(program, const_dtypes, row_consts=(), ndim=1):
             if len(_kernels) > 256:
                 _kernels.clear()
                 _dispatchers.clear()
+                _by_program.clear()
             _dispatchers[source] = jitted
             # The entry point of the compiled signature: no type dispatch at each call.
             _kernels[source] = jitted.overloads[sig.args].entry_point
+        _by_program[key] = _kernels[source]
         return _kernels[source]
 
 

@@ -117,18 +117,35 @@ class Optimizer:
         return updates, OptState(t, inner)
 
     # -- the fast path ------------------------------------------------------------------------
-    def step(self, params, grads, state):
+    def step(self, params, grads, state, *, check="before_writing"):
         """Update ``params`` and the arrays of ``state`` in place; return the new state.
 
         The same numbers as ``update`` followed by ``apply_updates``, bit for bit, without
         their temporary arrays: the rule is traced once per step and replayed on cache-sized
-        blocks of the flattened arrays (of whole runs, for a batch of runs), on all cores
-        (see ``optimlab.fast``; small arrays are updated whole). Every gradient is
-        checked before anything is written: a NaN or infinite one raises (or, with
-        :meth:`skip_nonfinite`, skips the step) leaving params and state untouched. A
-        non-finite *update* with finite gradients (say 0/0 with ``eps=0``) is only seen
+        blocks of the flattened arrays (of whole runs, for a batch of runs), or run by a loop
+        compiled from the same trace (``optimlab.fused``), on all cores (see
+        ``optimlab.fast``; small arrays are updated whole).
+
+        ``check``: when the gradients are checked for NaN and infinity.
+
+        - ``"before_writing"`` (default): all of them, before anything is written; a
+          non-finite one raises (or, with :meth:`skip_nonfinite`, skips the step) leaving
+          params and state untouched. This reads the gradients one more time.
+        - ``"while_writing"``: each value as the update reads it, in the same pass; a
+          non-finite one raises ``FloatingPointError`` naming the array and the step once
+          params and state are partly updated (as after a non-finite update). The step then
+          moves only the bytes it must (torch's fused kernel checks nothing); for a loop
+          that stops at the first error. Not with :meth:`skip_nonfinite`.
+
+        A non-finite *update* from finite gradients (say 0/0 with ``eps=0``) is only seen
         while writing: it raises, leaving params and state partly updated.
         """
+        if check not in ("before_writing", "while_writing"):
+            raise ValueError(f"check must be 'before_writing' or 'while_writing'; got {check!r}")
+        if check == "while_writing" and self.nonfinite == "skip":
+            raise ValueError("check='while_writing' finds a non-finite gradient after writing "
+                             "has begun, too late to skip the step; this optimizer skips such "
+                             "steps (skip_nonfinite()): use check='before_writing'")
         t = _check_state(state) + 1
         checked = leaves(self._map_leaves(self._check_step_leaf, params, grads, state.inner,
                                           names=("grads", "state.inner")))
@@ -140,14 +157,16 @@ class Optimizer:
         transforms = [piece[4] for piece in checked if piece[5] is None]
         if len({id(tr) for tr in transforms}) == 1:
             transforms = transforms[0]
+        inline = check == "while_writing"
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            if not fast.all_finite([piece[2] for piece in checked]):
+            # Inline, only the arrays the fast path does not update are checked first.
+            if not fast.all_finite([piece[2] for piece in (mixed if inline else checked)]):
                 if self.nonfinite == "skip":
                     return state
                 self._nonfinite(grads, state, params, t)
             results = [_step_whole(piece, t) for piece in mixed]
             if pieces:
-                fast.step_in_place(transforms, pieces, t)
+                fast.step_in_place(transforms, pieces, t, check_grads=inline)
             for (_, p, _, s, _, _), (u, s_new) in zip(mixed, results, strict=True):
                 for dst, src in zip(state_arrays(s), state_arrays(s_new), strict=True):
                     dst[...] = src
@@ -273,11 +292,11 @@ class Optimizer:
         if self.nonfinite == "skip":
             return map_leaves(lambda _, p: np.zeros_like(p), params), state
         # Only reached after the structures matched, so params' walk reaches every gradient.
-        found = map_leaves(lambda path, p, g: None if _finite(np.asarray(g)) else
-                           "grads" + path[len("params"):], params, grads)
+        found = map_leaves(lambda path, p, g: None if _finite(np.asarray(g)) else path,
+                           params, grads)
         bad = [path for path in leaves(found) if path is not None]
-        raise FloatingPointError(f"non-finite gradient at step {t} in {', '.join(bad)}; "
-                                 "fix the gradient, or use opt.skip_nonfinite() to skip such steps")
+        raise FloatingPointError(fast.nonfinite_gradient_message(bad, t) + "; fix the gradient, "
+                                 "or use opt.skip_nonfinite() to skip such steps")
 
 
 def apply_updates(params, updates):

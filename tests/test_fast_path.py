@@ -137,10 +137,15 @@ def pure_run(opt, params, grads):
     return params, state
 
 
+CHECKS = ("before_writing", "while_writing")
+
+
 def fast_run(opt, params, grads):
+    """``step`` after step, checking the gradients before writing and while writing in turn
+    (the two make different programs and kernels; both must give the same bits)."""
     state = opt.init(params)
-    for g in grads:
-        state = opt.step(params, g, state)
+    for i, g in enumerate(grads):
+        state = opt.step(params, g, state, check=CHECKS[i % 2])
     return params, state
 
 
@@ -336,6 +341,62 @@ def test_nonfinite_gradient_raises_before_anything_is_written(bad, where):
         assert_same_bits(params[k], before_p[k])
     for a, b in zip(state_arrays(tuple(state.inner.values())), before_s, strict=True):
         assert_same_bits(a, b)
+
+
+@pytest.mark.usefixtures("tiny_blocks")
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("where", ["first", "last"])
+def test_a_gradient_checked_while_writing_raises_naming_the_array_and_the_step(bad, where):
+    # "a" is traced and updated in blocks (checked inside the loop); "small" (40 bytes) is
+    # under the traced size, updated whole, so it is checked before anything is written.
+    rng = np.random.default_rng(7)
+    params = {"a": rng.normal(size=300), "small": rng.normal(size=5)}
+    opt = ol.adamw(lr=0.01)
+    state = opt.step(params, grads_for(params, rng, 1)[0], opt.init(params))
+    grads = grads_for(params, rng, 1)[0]
+    grads["a"][0 if where == "first" else -1] = bad
+    with pytest.raises(FloatingPointError, match=r"non-finite gradient at step 2 in "
+                       r"grads\['a'\], found while writing .*partly updated"):
+        opt.step(params, grads, state, check="while_writing")
+    grads = grads_for(params, rng, 1)[0]
+    grads["small"][2] = bad
+    before = copy_tree(params)
+    with pytest.raises(FloatingPointError, match=r"non-finite gradient at step 2 in "
+                       r"grads\['small'\]"):
+        opt.step(params, grads, state, check="while_writing")
+    for k in params:  # checked before anything was written
+        assert_same_bits(params[k], before[k])
+
+
+@pytest.mark.usefixtures("tiny_blocks")
+def test_a_clipped_infinite_gradient_is_still_found_while_writing():
+    # Clipping turns an infinite gradient into a finite update: only the check of the
+    # gradient itself, inside the loop, can see it (as the check before writing does).
+    def update(u, state, p, t):
+        return -0.1 * np.minimum(np.maximum(u, -1.0), 1.0), state
+
+    opt = ol.Optimizer(ol.Transform(lambda p: ol.transforms.EmptyState(), update), "clip", {})
+    params, grads = np.zeros(100), np.full(100, 0.5)
+    grads[50] = np.inf
+    for check in CHECKS:
+        with pytest.raises(FloatingPointError, match=r"non-finite gradient at step 1 in grads"):
+            opt.step(params, grads, opt.init(params), check=check)
+
+
+@pytest.mark.parametrize("check", ["before", "inline", None])
+def test_check_must_be_one_of_the_two_policies(check):
+    params = np.ones(10)
+    opt = ol.adam()
+    with pytest.raises(ValueError, match=r"check must be 'before_writing' or "
+                                         rf"'while_writing'; got {check!r}"):
+        opt.step(params, np.ones(10), opt.init(params), check=check)
+
+
+def test_skipping_needs_the_check_before_writing():
+    params = np.ones(10)
+    opt = ol.adam().skip_nonfinite()
+    with pytest.raises(ValueError, match="too late to skip the step.*check='before_writing'"):
+        opt.step(params, np.ones(10), opt.init(params), check="while_writing")
 
 
 @pytest.mark.usefixtures("tiny_blocks")

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
-from test_fast_path import assert_same_bits, jit_required, require_numba
+from test_fast_path import CHECKS, assert_same_bits, jit_required, require_numba
 
 import optimlab as ol
 from optimlab import fast, fused
@@ -44,15 +44,16 @@ SIZES = (1000, 20_001, 65_536 * 3 + 7, 1_000_003)
 
 
 def pure_and_fused(opt, params, grads):
-    """(params, state) after ``update`` + ``apply_updates`` and after ``step``."""
+    """(params, state) after ``update`` + ``apply_updates`` and after ``step`` (checking the
+    gradients before writing and while writing in turn)."""
     copy = [p.copy() for p in params] if isinstance(params, list) else params.copy()
     pure, pure_state = copy, opt.init(copy)
     for g in grads:
         updates, pure_state = opt.update(g, pure_state, pure)
         pure = ol.apply_updates(pure, updates)
     state = opt.init(params)
-    for g in grads:
-        state = opt.step(params, g, state)
+    for i, g in enumerate(grads):  # both places of the gradient check, in turn
+        state = opt.step(params, g, state, check=CHECKS[i % 2])
     return (pure, pure_state), (params, state)
 
 
@@ -191,6 +192,13 @@ def test_the_kernel_is_written_from_the_trace():
     assert sum(" = f8(" in line for line in source.splitlines()) == len(ufunc_lines)
     assert "0.9" not in source and "1e-08" not in source and "np.sqrt(" in source
     assert "G1[j] = R1" in source and "G0[j] =" not in source  # the gradient is only read
+    # check="while_writing": one more line, counting the non-finite gradients, first.
+    checked, _ = fast.trace(opt.transform, opt.init(np.zeros(3)).inner, np.float64, 1, 1,
+                            check_grads=True)
+    inline = fused.kernel_source(checked, [c.dtype for c in consts]).splitlines()
+    loop = inline.index("        R3 = G3[j]")
+    assert inline[loop + 1] == "        bad += not (R0 - R0 == 0)"
+    assert [line for line in inline if line != inline[loop + 1]] == source.splitlines()
 
 
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
