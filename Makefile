@@ -17,8 +17,10 @@ FIND_LINKS ?= $(shell $(BIN)/python -m pip config get global.find-links 2>/dev/n
 BUILD_DIR ?= _build
 JB_BUILD := $(BIN)/jupyter-book build . -W -n --keep-going
 NBVAL := --nbval --nbval-sanitize-with tests/sanitize.cfg --nbval-current-env
-# One pytest worker per core; a notebook's cells share one kernel, so a file stays on one worker.
-WORKERS := -n auto --dist loadfile
+# One pytest worker per core. loadscope: the tests of a file, or of a test class, stay on one
+# worker, in order; a notebook's cells share one kernel, so each notebook stays on one worker.
+# (tests/site/test_layout.py has a class per screen, so that the screens share the workers.)
+WORKERS := -n auto --dist loadscope
 # Notebooks run with single-threaded BLAS: the same rounding on every machine and no
 # threads fighting over a small CPU. (Benchmarks set their own threading.)
 export OPENBLAS_NUM_THREADS ?= 1

@@ -144,52 +144,112 @@ def _code_toggles(tab):
     return {"count": folded.count(), "failures": failures}
 
 
-# ------------------------------------------------------------------------- no panning
+# ------------------------------------------------------------------ one class per screen
+# The browser tests of each screen form one test class, so that pytest-xdist
+# (`--dist loadscope`, see the Makefile) can run the screens on different workers; the
+# tests that need no browser stay module-level functions, one more unit of work.
 
 
-@pytest.mark.parametrize("screen", ["phone", "laptop"])
-@pytest.mark.parametrize("page", PAGES)
-def test_nothing_pans_sideways(on_screen, page, screen):
-    """The document is no wider than the screen: wide formulas, tables and code scroll
-    inside their own box (book/_ext/static/site.css)."""
-    report = on_screen(page, screen)["report"]
-    assert report["scrollWidth"] <= report["innerWidth"], (
-        f"{page} is {report['scrollWidth']} px wide on a {report['innerWidth']} px {screen}; "
-        f"too wide:{_list(report['tooWide'])}")
+class _NoPanning:
+    """Mixed into the screens on which nothing may pan sideways."""
 
+    screen: str
 
-# ------------------------------------------------------------------------- navigation
-
-
-@pytest.mark.parametrize("page", PAGES)
-def test_menu_opens_the_chapter_list_on_a_phone(on_screen, page):
-    """Tapping ☰ at 390 px shows the link to every page of the table of contents."""
-    result = on_screen(page, "phone")
-    assert result["menu"] == "tapped", f"{page}: {result['menu']}"
-    wanted = set(toc_pages())
-    missing = sorted(wanted - result["sidebar_after"])
-    assert not missing, f"{page}: after tapping ☰ these chapters are not shown:{_list(missing)}"
-    assert not (wanted <= result["sidebar_before"]), (
-        f"{page}: the chapter list covers the page before ☰ is tapped")
+    def test_nothing_pans_sideways(self, on_screen, page):
+        """The document is no wider than the screen: wide formulas, tables and code scroll
+        inside their own box (book/_ext/static/site.css)."""
+        report = on_screen(page, self.screen)["report"]
+        assert report["scrollWidth"] <= report["innerWidth"], (
+            f"{page} is {report['scrollWidth']} px wide on a {report['innerWidth']} px "
+            f"{self.screen}; too wide:{_list(report['tooWide'])}")
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_contents_button_works_on_a_tablet(on_screen, page):
-    """At 820 px the page's contents are behind a button: clicking it shows them; ☰ too."""
-    result = on_screen(page, "tablet")
-    missing = sorted(set(toc_pages()) - result["sidebar_after"])
-    assert result["menu"] == "tapped" and not missing, (
-        f"{page}: ☰ ({result['menu']}) does not show:{_list(missing)}")
-    if result["page_toc"] == 0:
-        return
-    assert result["contents"] == "tapped", f"{page}: {result['contents']}"
-    assert result["toc_after"] > 0, f"{page}: the contents button shows no section links"
+class TestPhone(_NoPanning):
+    """390 x 844, touch: no panning, the menu, TeX, figures, a clean load."""
+
+    screen = "phone"
+
+    def test_menu_opens_the_chapter_list_on_a_phone(self, on_screen, page):
+        """Tapping ☰ at 390 px shows the link to every page of the table of contents."""
+        result = on_screen(page, self.screen)
+        assert result["menu"] == "tapped", f"{page}: {result['menu']}"
+        wanted = set(toc_pages())
+        missing = sorted(wanted - result["sidebar_after"])
+        assert not missing, f"{page}: after tapping ☰ these chapters are not shown:{_list(missing)}"
+        assert not (wanted <= result["sidebar_before"]), (
+            f"{page}: the chapter list covers the page before ☰ is tapped")
+
+    def test_no_tex_source_outside_code(self, on_screen, page):
+        """Math is typeset everywhere (captions, bibliography, docstrings), never shown as
+        `$...$`, `\\(...\\)` or `\\frac`-style source outside code blocks."""
+        raw = on_screen(page, self.screen)["report"]["rawTex"]
+        assert not raw, f"{page} shows TeX source as text:{_list(raw)}"
+
+    def test_figures_are_legible_on_a_phone(self, on_screen, page):
+        """Every figure's text is at least 8 CSS px tall on a 390 px phone.
+
+        The measure: a figure's *natural CSS width* is the width at which it is meant to be
+        shown — the width the notebook output declares (optimlab.plotting's 2x "retina" PNGs
+        carry it in their output metadata; the page gives it to the <img>), or, without one,
+        its width in image pixels. The book's style puts the smallest text of a figure at
+        12 CSS px at that natural width (9 pt at 96 dpi). The browser draws the figure
+        `scale = rendered width / natural CSS width` times its natural size, and its text at
+        the same scale, so the smallest text is `12 * scale` CSS px: legible when
+        `scale >= 8 / 12`. A figure drawn 15 inches wide and squeezed into a phone's 360 px
+        column has scale 0.25 (3 px text); a 5.2 in book figure has scale about 0.7.
+        """
+        figures = on_screen(page, self.screen)["report"]["figures"]
+        limit = LEGIBLE_TEXT_PX / SMALLEST_FIGURE_TEXT_PX
+        small = [
+            f"{PurePosixPath(f['src']).name}: drawn at {f['scale']:.0%} of its natural "
+            f"{f['naturalCss']:.0f} CSS px ({'declared' if f['declared'] else 'image pixels'}), "
+            f"smallest text about {SMALLEST_FIGURE_TEXT_PX * f['scale']:.1f} px"
+            for f in figures if f["scale"] < limit
+        ]
+        assert not small, f"{page}: figures too small to read at 390 px:{_list(small)}"
+
+    def test_pages_load_cleanly_on_a_phone(self, on_screen, page):
+        visit = on_screen(page, self.screen)["visit"]
+        problems = visit.third_party + visit.failed + visit.console_errors + visit.page_errors
+        assert not problems, f"{page} on a phone:{_list(problems)}"
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_chapter_list_is_shown_on_a_laptop(on_screen, page):
-    missing = sorted(set(toc_pages()) - on_screen(page, "laptop")["sidebar_before"])
-    assert not missing, f"{page}: at 1366 px the sidebar does not show:{_list(missing)}"
+class TestTablet:
+    """820 x 1180, touch: the menu and the page's contents button."""
+
+    screen = "tablet"
+
+    def test_contents_button_works_on_a_tablet(self, on_screen, page):
+        """At 820 px the page's contents are behind a button: clicking it shows them; ☰ too."""
+        result = on_screen(page, self.screen)
+        missing = sorted(set(toc_pages()) - result["sidebar_after"])
+        assert result["menu"] == "tapped" and not missing, (
+            f"{page}: ☰ ({result['menu']}) does not show:{_list(missing)}")
+        if result["page_toc"] == 0:
+            return
+        assert result["contents"] == "tapped", f"{page}: {result['contents']}"
+        assert result["toc_after"] > 0, f"{page}: the contents button shows no section links"
+
+
+@pytest.mark.parametrize("page", PAGES)
+class TestLaptop(_NoPanning):
+    """1366 x 900: no panning, the chapter list without a click, folded code."""
+
+    screen = "laptop"
+
+    def test_chapter_list_is_shown_on_a_laptop(self, on_screen, page):
+        missing = sorted(set(toc_pages()) - on_screen(page, self.screen)["sidebar_before"])
+        assert not missing, f"{page}: at 1366 px the sidebar does not show:{_list(missing)}"
+
+    def test_folded_code_opens(self, on_screen, page):
+        """Code cells folded away (hide-input) open on a click and show their code."""
+        toggles = on_screen(page, self.screen)["toggles"]
+        assert not toggles["failures"], f"{page}:{_list(toggles['failures'])}"
+
+
+# ---------------------------------------------------------------- read from the files
 
 
 def test_landing_page_links_every_chapter():
@@ -201,56 +261,6 @@ def test_landing_page_links_every_chapter():
               if (t := resolve(root, href)) and not t.external}
     missing = [page for page in toc_pages()[1:] if page not in linked]
     assert not missing, f"{root} does not link in its text:{_list(missing)}"
-
-
-# ---------------------------------------------------------------------- what is read
-
-
-@pytest.mark.parametrize("page", PAGES)
-def test_no_tex_source_outside_code(on_screen, page):
-    """Math is typeset everywhere (captions, bibliography, docstrings), never shown as
-    `$...$`, `\\(...\\)` or `\\frac`-style source outside code blocks."""
-    raw = on_screen(page, "phone")["report"]["rawTex"]
-    assert not raw, f"{page} shows TeX source as text:{_list(raw)}"
-
-
-@pytest.mark.parametrize("page", PAGES)
-def test_figures_are_legible_on_a_phone(on_screen, page):
-    """Every figure's text is at least 8 CSS px tall on a 390 px phone.
-
-    The measure: a figure's *natural CSS width* is the width at which it is meant to be
-    shown — the width the notebook output declares (optimlab.plotting's 2x "retina" PNGs
-    carry it in their output metadata; the page gives it to the <img>), or, without one,
-    its width in image pixels. The book's style puts the smallest text of a figure at
-    12 CSS px at that natural width (9 pt at 96 dpi). The browser draws the figure
-    `scale = rendered width / natural CSS width` times its natural size, and its text at
-    the same scale, so the smallest text is `12 * scale` CSS px: legible when
-    `scale >= 8 / 12`. A figure drawn 15 inches wide and squeezed into a phone's 360 px
-    column has scale 0.25 (3 px text); a 5.2 in book figure has scale about 0.7.
-    """
-    figures = on_screen(page, "phone")["report"]["figures"]
-    limit = LEGIBLE_TEXT_PX / SMALLEST_FIGURE_TEXT_PX
-    small = [
-        f"{PurePosixPath(f['src']).name}: drawn at {f['scale']:.0%} of its natural "
-        f"{f['naturalCss']:.0f} CSS px ({'declared' if f['declared'] else 'image pixels'}), "
-        f"smallest text about {SMALLEST_FIGURE_TEXT_PX * f['scale']:.1f} px"
-        for f in figures if f["scale"] < limit
-    ]
-    assert not small, f"{page}: figures too small to read at 390 px:{_list(small)}"
-
-
-@pytest.mark.parametrize("page", PAGES)
-def test_folded_code_opens(on_screen, page):
-    """Code cells folded away (hide-input) open on a click and show their code."""
-    toggles = on_screen(page, "laptop")["toggles"]
-    assert not toggles["failures"], f"{page}:{_list(toggles['failures'])}"
-
-
-@pytest.mark.parametrize("page", PAGES)
-def test_pages_load_cleanly_on_a_phone(on_screen, page):
-    visit = on_screen(page, "phone")["visit"]
-    problems = visit.third_party + visit.failed + visit.console_errors + visit.page_errors
-    assert not problems, f"{page} on a phone:{_list(problems)}"
 
 
 def test_bibliography_links_back_to_citations():
