@@ -223,7 +223,7 @@ class _Tape:
         loop = _loop(ufunc, tuple(kinds))
         dtype = loop[-1]
         if (ufunc in _TIMES_ONE and len(inputs) == 2 and len(constants) == 1
-                and np.ndim(constants[0][1]) == 0 and constants[0][1] == 1):
+                and getattr(constants[0][1], "ndim", 0) == 0 and constants[0][1] == 1):
             k = constants[0][0]
             x = inputs[1 - k]
             if x.dtype == dtype and (ufunc is np.multiply or k == 1):

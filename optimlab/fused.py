@@ -91,7 +91,8 @@ def kernel_source(program, const_dtypes, row_consts=(), ndim=1):
     kernel takes the arrays ``F0`` (grads), ``F1`` (params), ``F2, ...`` (the state), then
     the constants (numbers, or 1-D arrays of one value per run), then ``lo, hi``: the range
     of values (of runs, for ``ndim`` 2) to update. It returns the number of non-finite
-    updates it met (the params then hold them: the caller raises).
+    updates it met, and of non-finite gradients when the program checks them
+    (``step(check="while_writing")``); the params then hold them: the caller raises.
     """
     n_in, dtype = program.n_inputs, np.dtype(program.dtype)
     dtypes = {f"R{i}": dtype for i in range(n_in)}

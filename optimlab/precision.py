@@ -79,20 +79,22 @@ def bfloat16():
     return np.dtype(ml_dtypes.bfloat16)
 
 
+# (Checked at every step: the dtype's kind, size and char are cheaper to read than its name.)
 def is_bfloat16(dtype):
-    return np.dtype(dtype).name == "bfloat16" and np.dtype(dtype).itemsize == 2
+    dtype = np.dtype(dtype)
+    return dtype.itemsize == 2 and dtype.kind != "f" and dtype.name == "bfloat16"
 
 
 def is_float(dtype):
     """True for the dtypes optimlab accepts as params: float16, bfloat16, float32, float64."""
     dtype = np.dtype(dtype)
-    return dtype in (np.float16, np.float32, np.float64) or is_bfloat16(dtype)
+    return (dtype.kind == "f" and dtype.char in "efd") or is_bfloat16(dtype)
 
 
 def is_low(dtype):
     """True for float16 and bfloat16."""
     dtype = np.dtype(dtype)
-    return dtype == np.float16 or is_bfloat16(dtype)
+    return dtype.itemsize == 2 and (dtype.kind == "f" or is_bfloat16(dtype))
 
 
 def check_state_dtype(value):
