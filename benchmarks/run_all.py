@@ -48,7 +48,8 @@ def main():
     section("Step time: one update of d values, against the memory reference")
     print("every column: the contender's median time / the memory reference's fastest repeat"
           " (a reference a step can at best approach, not a floor);"
-          " fu/t.fu: optimlab fused / torch fused (<= 1: optimlab as fast or faster);"
+          " fu/t.fu, inl/t.fu: optimlab fused, checking the gradients before writing and"
+          " while writing, / torch fused (<= 1: optimlab as fast or faster);"
           " t.thr: torch's threads\n")
     steps = speed.step_times(sizes=sizes, repeats=repeats, with_torch=not args.no_torch,
                              settle=args.settle)
