@@ -1,5 +1,5 @@
 """The memory reference of an optimizer step: the time of a minimal loop that moves exactly
-the bytes a step reads and writes, on the threads the contenders use.
+the bytes a step must read and write, on the threads the contenders use.
 
 An in-place step on d values with k state arrays must read ``params``, ``grads`` and the k
 state arrays (2 + k streams) and write ``params`` and the state back (1 + k streams, into
@@ -83,14 +83,15 @@ def streams(n, dtype, k, threads=None, compiled=None, arrays=None):
     if threads is None:
         threads = fast.THREADS if n * dtype.itemsize >= fast.PARALLEL_MIN_BYTES else 1
     pieces, start = [], 0  # guided pieces, as opt.step gives its compiled kernels
+    smallest = fast.CHUNK_BLOCKS * fast.block_size(dtype)
     while start < n:
-        stop = min(n, start + max(CHUNK * 4, (n - start) // (2 * threads)))
+        stop = min(n, start + max(smallest, (n - start) // (2 * threads)))
         pieces.append((start, stop))
         start = stop
     c = dtype.type(0.5)
     if compiled:
         kernel = _kernel(k)
-        kernel(*arrays, c, 0, min(n, 8))  # compile now, not in the first timed call
+        kernel(*(np.zeros(8, dtype) for _ in arrays), c, 0, 8)  # compiled now, untimed
 
         def chunk(lo, hi):
             kernel(*arrays, c, lo, hi)

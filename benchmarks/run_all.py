@@ -5,8 +5,8 @@
     python benchmarks/fused_vs_torch.py       # AdamW/Adam at 1e7 float64, 21 paired repeats
 
 Repeats: 5 per measurement at every size (3 with --quick; --repeats overrides).
-The torch columns appear when torch is installed (``pip install torch==2.13.0``); torch runs
-on one thread below 1e7 values (see ``speed.TORCH_ONE_THREAD_BELOW``). Results are
+The torch columns appear when torch is installed (``pip install torch==2.13.0``); torch gets
+as many threads as optimlab (``speed.torch_threads``). Results are
 also written as JSON to ``benchmarks/results/`` and the step-time plot as a PNG there.
 Timings are noisy on a shared machine: every contender runs in the same loop, in a rotating
 order; the tables report each contender's median time divided by the memory reference's

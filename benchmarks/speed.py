@@ -1,12 +1,13 @@
 """How fast is optimlab? The measurements behind ``make bench`` and the book's appendix.
 
-Everything is timed side by side in one process: each repeat runs every contender once (in a
-rotating order), so that a burst of load on the machine hits them all alike, and the tables
-report medians over the repeats: of each contender's time, and of its ratio to another
-contender timed in the same repeat. Ratios are the figures to quote; absolute times describe
-one machine, and on a shared machine they are noisy.
+Everything is timed side by side in one process: each repeat times every contender (a
+calibrated number of calls, at least 2 ms, in a rotating order), so that a burst of load on
+the machine hits them all alike, and the tables report medians over the repeats: of each
+contender's time, and of its ratio to another contender timed in the same repeat. Ratios are
+the figures to quote; absolute times describe one machine, and on a shared machine they are
+noisy.
 
-Contenders for one optimizer step on d values (one array, a list of 100 arrays of N/100
+Contenders for one optimizer step on d values (one array, a list of 100 arrays of d/100
 values, or a batch of 100 runs of d/100 values with one learning rate per run):
 
 - ``pure``: ``opt.update`` + ``ol.apply_updates`` (new arrays every step; one array only);
@@ -27,10 +28,10 @@ values, or a batch of 100 runs of d/100 values with one learning rate per run):
 **Every contender of a row updates the same arrays** (``pure`` aside, which makes new ones):
 the step backends share the params and the state arrays, torch's optimizers are given
 tensors viewing them (:func:`_share_state`), and the reference reads and writes them too.
-On a virtual machine, two copies of the same arrays, allocated one after the other, can
-take markedly and consistently different times for the same step (:func:`placement_spread`
-measures it): where the memory lies is not the contenders' doing, so it must not differ
-between them.
+Where the memory lies is not the contenders' doing, so it must not differ between them: on
+a virtual machine, copies of the same arrays allocated one after the other can take
+different times for the same step (:func:`placement_spread` measures the spread between
+copies next to the spread of the calls on one copy).
 
 Every contender is reported as its median time over the repeats divided by the reference's
 best (fastest, least disturbed) repeat, timed in the same loop. The reference is a time a
@@ -77,21 +78,18 @@ TORCH_MODES = {"torch loop": dict(foreach=False), "torch foreach": dict(foreach=
                "torch fused": dict(fused=True)}
 CONTENDERS = ("pure", "blocks", "fused", "fused inline", *TORCH_MODES)
 KINDS = ("one array", "100 arrays", "100 runs")
-PAIRS = (("fused", "torch fused"), ("fused inline", "torch fused"), ("blocks", "torch foreach"))
+PAIRS = (("fused", "torch fused"), ("fused inline", "torch fused"), ("blocks", "torch foreach"),
+         ("fused", "fused inline"))
 """The ratios taken within each repeat: optimlab's step over the torch mode it is held to."""
 PIECES = 100
 SIZES = (10**4, 10**5, 10**6, 10**7)
-TORCH_ONE_THREAD_BELOW = 10**7
-"""Below this many values torch runs on one thread. With two, on a shared 2-core machine,
-its OpenMP threads wait for each other at the end of every parallel kernel, and a thread
-the system has descheduled stalls the step for milliseconds: times of the machine's load,
-not of torch. optimlab's threads take pieces from a shared list instead (and below 512 KiB
-it uses one thread)."""
 
 
 def torch_threads(n):
-    """The number of threads torch gets for a step on ``n`` values."""
-    return 1 if n < TORCH_ONE_THREAD_BELOW else ol.fast.THREADS
+    """The number of threads torch gets for a step on ``n`` values: as many as optimlab's
+    ``step`` may use, at every size (how to use them is each library's own business;
+    optimlab uses one below 512 KiB)."""
+    return ol.fast.THREADS
 
 
 # -- the machine --------------------------------------------------------------------------------
@@ -111,8 +109,7 @@ def machine():
             "numpy": np.__version__, "optimlab threads": ol.fast.THREADS,
             "torch": torch.__version__ if torch else "not installed"}
     if torch:
-        info["torch threads"] = (f"1 below {TORCH_ONE_THREAD_BELOW:.0e} values, else "
-                                 f"{torch_threads(TORCH_ONE_THREAD_BELOW)}")
+        info["torch threads"] = torch_threads(0)
     if hasattr(os, "getloadavg"):
         info["load average (1 min) before"] = round(os.getloadavg()[0], 2)
     return info
@@ -374,39 +371,21 @@ def step_times(optimizers=("adam", "adamw"), sizes=SIZES, dtypes=("float64", "fl
 
 
 def placement_spread(n=10**7, copies=6, repeats=15, name="adamw"):
-    """Median seconds of the same fused step (checked while writing) on each of ``copies``
-    copies of the same arrays, allocated one after the other and timed in the same loop
-    (the blocks backend without Numba). How much where the memory lies moves a step."""
+    """The same fused step (checked while writing) on each of ``copies`` copies of its
+    arrays (params, grads and state), allocated one after the other and timed in the same
+    loop (the blocks backend without Numba): ``(medians, spreads)``, per copy the median
+    seconds and the interquartile range of its calls over that median. How much where the
+    memory lies moves a step, next to how much the calls on one copy vary."""
     rng = np.random.default_rng(0)
     p, g = _data(n, "float64", "one array", rng)
     backend = "fused" if ol.fused.available() else "blocks"
-    steps = {k: _ol_step(_make(name, "one array"), p.copy(), g, backend, "while_writing")
-             for k in range(copies)}
+    steps = {k: _ol_step(_make(name, "one array"), p.copy(), g.copy(), backend,
+                         "while_writing") for k in range(copies)}
     times = interleaved(steps, repeats, min_seconds=0)
-    return [float(np.median(times[k])) for k in range(copies)]
-
-
-def torch_thread_times(n=10**5, name="adamw", threads=(1, 2), repeats=15):
-    """Median seconds of torch's fused step on ``n`` float64 values with each thread count
-    in ``threads``, timed in the same loop (None without torch)."""
-    if torch is None:
-        return None
-    rng = np.random.default_rng(0)
-    p, g = _data(n, "float64", "one array", rng)
-    step = _torch_step(name, "torch fused", p, g)
-    before = torch.get_num_threads()
-
-    def on(k):
-        def run():
-            torch.set_num_threads(k)
-            step()
-        return run
-
-    try:
-        times = interleaved({k: on(k) for k in threads}, repeats, min_seconds=0)
-    finally:
-        torch.set_num_threads(before)
-    return {k: float(np.median(ts)) for k, ts in times.items()}
+    medians = [float(np.median(times[k])) for k in range(copies)]
+    spreads = [float(np.subtract(*np.percentile(times[k], [75, 25])) / m)
+               for k, m in enumerate(medians)]
+    return medians, spreads
 
 
 def _ms(seconds):
@@ -487,7 +466,7 @@ def plot_step_times(rows, optimizer="adamw", dtype="float64", kind="one array", 
     picked = [r for r in rows if r["optimizer"] == optimizer and r["dtype"] == dtype
               and r["kind"] == kind]
     n = np.array([r["n"] for r in picked])
-    series = ["blocks", "fused", "torch foreach", "torch fused"]
+    series = ["blocks", "fused", "fused inline", "torch foreach", "torch fused"]
     for i, key in enumerate(series):
         y = np.array([np.nan if r.get(f"{key} / bound") is None else r[f"{key} / bound"]
                       for r in picked], dtype=float)
@@ -716,7 +695,7 @@ def targets(step_rows, memory_rows=(), sweep_rows=(), share=None):
                         speedup >= 100))
     if share is not None:
         frac = share["optimizer"] / (share["model"] + share["optimizer"])
-        out.append(("AdamW heatmap: optimizer's share of the run time", frac, "small",
+        out.append(("AdamW heatmap: optimizer's share of the run time", frac, "<= 0.25",
                     frac <= 0.25))
     return out
 

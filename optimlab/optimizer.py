@@ -135,7 +135,9 @@ class Optimizer:
           non-finite one raises ``FloatingPointError`` naming the array and the step once
           params and state are partly updated (as after a non-finite update). The step then
           moves only the bytes it must (torch's fused kernel checks nothing); for a loop
-          that stops at the first error. Not with :meth:`skip_nonfinite`.
+          that stops at the first error. Arrays updated whole (small, untraceable or
+          non-contiguous ones, and those with a wider state) are still checked before
+          anything is written. Not with :meth:`skip_nonfinite`.
 
         A non-finite *update* from finite gradients (say 0/0 with ``eps=0``) is only seen
         while writing: it raises, leaving params and state partly updated.
