@@ -162,7 +162,8 @@ class Optimizer:
         inline = check == "while_writing"
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             # Inline, only the arrays the fast path does not update are checked first.
-            if not fast.all_finite([piece[2] for piece in (mixed if inline else checked)]):
+            first = [piece[2] for piece in (mixed if inline else checked)]
+            if first and not fast.all_finite(first):
                 if self.nonfinite == "skip":
                     return state
                 self._nonfinite(grads, state, params, t)
