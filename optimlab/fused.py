@@ -157,6 +157,8 @@ def compiled(program, const_dtypes, row_consts=(), ndim=1):
     source = kernel_source(program, const_dtypes, row_consts, ndim)
     entry = _kernels.get(source)
     if entry is not None:
+        if len(_by_program) > 1024:  # programs made again after fast's cache was cleared
+            _by_program.clear()
         _by_program[key] = entry
         return entry
     with _lock:  # one compile per source, even when two threads ask at once
