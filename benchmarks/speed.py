@@ -105,7 +105,8 @@ def machine():
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count()
-    info = {"cpu": cpu, "cores": cores, "python": platform.python_version(),
+    info = {"cpu": cpu, "cores": cores, "last-level cache": _last_level_cache(),
+            "python": platform.python_version(),
             "numpy": np.__version__, "optimlab threads": ol.fast.THREADS,
             "torch": torch.__version__ if torch else "not installed"}
     if torch:
@@ -113,6 +114,23 @@ def machine():
     if hasattr(os, "getloadavg"):
         info["load average (1 min) before"] = round(os.getloadavg()[0], 2)
     return info
+
+
+def _last_level_cache():
+    """The size of the last-level (L3) cache, as the system reports it ("32768K"), or None."""
+    try:
+        return Path("/sys/devices/system/cpu/cpu0/cache/index3/size").read_text().strip()
+    except OSError:
+        return None
+
+
+def last_level_cache_bytes():
+    """The last-level cache in bytes, or None when the system does not say."""
+    size = _last_level_cache()
+    if not size:
+        return None
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
 
 
 def print_machine(info=None):
@@ -313,8 +331,8 @@ def step_times(optimizers=("adam", "adamw"), sizes=SIZES, dtypes=("float64", "fl
     repeat), ``bound median``, ``bound how``, ``reads``/``writes`` (bytes per step),
     ``torch threads``, then per contender ``name`` (median seconds, or None if not
     available) and ``name / bound`` (median / the reference's fastest repeat); and
-    ``fused / torch fused``, ``fused inline / torch fused`` and ``blocks / torch foreach``
-    (:data:`PAIRS`), medians over the repeats of
+    ``fused / torch fused``, ``fused inline / torch fused``, ``blocks / torch foreach``
+    and ``fused / fused inline`` (:data:`PAIRS`), medians over the repeats of
     those ratios within a repeat.
     """
     rows = []
