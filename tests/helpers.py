@@ -41,3 +41,14 @@ def finite_difference(f, params, h=1e-5):
 
 def relative_error(a, b):
     return np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b), 1e-300)
+
+
+def classification_data(n, d, classes, every_class=True, seed=0):
+    """``n`` samples of ``d`` standard normal features and labels in ``range(classes)``; with
+    ``every_class``, the first ``classes`` labels are 0, 1, ... so that every class is present."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    y = rng.integers(0, classes, n)
+    if every_class:
+        y[:classes] = np.arange(classes)
+    return X, y

@@ -4,7 +4,7 @@ L(c W1) = L(W1), <grad_W1 L, W1> = 0 and grad L(c W1) = grad L(W1) / c."""
 
 import numpy as np
 import pytest
-from helpers import finite_difference, random_params, relative_error
+from helpers import classification_data, finite_difference, random_params, relative_error
 
 import optimlab as ol
 from optimlab import models
@@ -14,17 +14,7 @@ N, D, H, C = 23, 5, 6, 4
 
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((N, D))
-    y = rng.integers(0, C, N)
-    y[:C] = np.arange(C)
-    return X, y
-
-
-
-
-
-
+    return classification_data(N, D, C)
 
 
 def pre_activation(params, X, eps):

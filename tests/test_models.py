@@ -3,7 +3,7 @@ models against single ones, and training on the digits with optimlab's optimizer
 
 import numpy as np
 import pytest
-from helpers import finite_difference, random_params, relative_error
+from helpers import classification_data, finite_difference, random_params, relative_error
 
 import optimlab as ol
 from optimlab import models
@@ -13,17 +13,7 @@ N, D, H, C = 23, 5, 6, 4
 
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((N, D))
-    y = rng.integers(0, C, N)
-    y[:C] = np.arange(C)  # every class present
-    return X, y
-
-
-
-
-
-
+    return classification_data(N, D, C)
 
 
 MODELS = {

@@ -5,6 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import classification_data
 
 import optimlab as ol
 from optimlab import models
@@ -14,10 +15,7 @@ N, D, H, C = 40, 5, 6, 3
 
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((N, D))
-    y = rng.integers(0, C, N)
-    return X, y
+    return classification_data(N, D, C, every_class=False)
 
 
 def rows(tree, k):
