@@ -2,6 +2,8 @@
 
 import numpy as np
 
+import optimlab as ol
+
 
 class decay:  # lower case: used like a function
     """A schedule: base * rate**count, with count = the number of updates already made."""
@@ -52,3 +54,12 @@ def classification_data(n, d, classes, every_class=True, seed=0):
     if every_class:
         y[:classes] = np.arange(classes)
     return X, y
+
+
+def pure_run(opt, params, grads):
+    """``update`` + ``apply_updates`` for every gradient in ``grads``: (params, state)."""
+    state = opt.init(params)
+    for g in grads:
+        updates, state = opt.update(g, state, params)
+        params = ol.apply_updates(params, updates)
+    return params, state

@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
+from helpers import pure_run
 
 import optimlab as ol
 from optimlab import fast, fused
@@ -127,14 +128,6 @@ def copy_tree(tree):
     if isinstance(tree, dict):
         return {k: copy_tree(v) for k, v in tree.items()}
     return tree.copy(order="K")
-
-
-def pure_run(opt, params, grads):
-    state = opt.init(params)
-    for g in grads:
-        updates, state = opt.update(g, state, params)
-        params = ol.apply_updates(params, updates)
-    return params, state
 
 
 CHECKS = ("before_writing", "while_writing")

@@ -9,6 +9,7 @@ Then the errors for labels and masks that do not fit. (torch's parameter groups:
 
 import numpy as np
 import pytest
+from helpers import pure_run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -41,14 +42,6 @@ KEYS = ("W", "b", "gain")
 
 def random_tree(rng, shapes, dtype=np.float64):
     return {k: rng.normal(size=shape).astype(dtype) for k, shape in shapes.items()}
-
-
-def run_pure(opt, params, grads):
-    state = opt.init(params)
-    for g in grads:
-        updates, state = opt.update(g, state, params)
-        params = ol.apply_updates(params, updates)
-    return params, state
 
 
 def run_fast(opt, params, grads):
@@ -85,14 +78,14 @@ def test_mask_updates_each_array_as_the_decayed_or_undecayed_optimizer(name, sha
     params = random_tree(rng, shape)
     grads = [random_tree(rng, shape) for _ in range(4)]
     make = DECAYED[name]
-    masked = run_pure(make(0.3, mask=mask), params, grads)
-    decayed = run_pure(make(0.3), params, grads)
-    undecayed = run_pure(make(0.0), params, grads)
+    masked = pure_run(make(0.3, mask=mask), params, grads)
+    decayed = pure_run(make(0.3), params, grads)
+    undecayed = pure_run(make(0.0), params, grads)
     for k in KEYS:
         expected = decayed if mask[k] else undecayed
         assert_same(*masked, *expected, keys=[k])
     # The same through a callable, and through the fast path.
-    assert_same(*run_pure(make(0.3, mask=lambda p: dict(mask)), params, grads), *masked)
+    assert_same(*pure_run(make(0.3, mask=lambda p: dict(mask)), params, grads), *masked)
     assert_same(*run_fast(make(0.3, mask=mask), params, grads), *masked)
 
 
@@ -103,12 +96,12 @@ def test_mask_all_true_is_no_mask_and_all_false_is_no_decay(name, shape, seed):
     params = random_tree(rng, shape)
     grads = [random_tree(rng, shape) for _ in range(3)]
     make = DECAYED[name]
-    assert_same(*run_pure(make(0.3, mask={k: True for k in KEYS}), params, grads),
-                *run_pure(make(0.3), params, grads))
-    assert_same(*run_pure(make(0.3, mask=True), params, grads),  # one bool for the tree
-                *run_pure(make(0.3), params, grads))
-    assert_same(*run_pure(make(0.3, mask=lambda p: {k: False for k in p}), params, grads),
-                *run_pure(make(0.0), params, grads))
+    assert_same(*pure_run(make(0.3, mask={k: True for k in KEYS}), params, grads),
+                *pure_run(make(0.3), params, grads))
+    assert_same(*pure_run(make(0.3, mask=True), params, grads),  # one bool for the tree
+                *pure_run(make(0.3), params, grads))
+    assert_same(*pure_run(make(0.3, mask=lambda p: {k: False for k in p}), params, grads),
+                *pure_run(make(0.0), params, grads))
 
 
 @SETTINGS
@@ -118,10 +111,10 @@ def test_partition_with_one_label_is_that_optimizer(name, shape, seed):
     params = random_tree(rng, shape)
     grads = [random_tree(rng, shape) for _ in range(3)]
     opt = DECAYED[name](0.2)
-    alone = run_pure(opt, params, grads)
+    alone = pure_run(opt, params, grads)
     for labels in ("all", {k: "all" for k in KEYS}, lambda p: {k: "all" for k in p}):
         group = ol.partition({"all": opt, "unused": ol.sgd(lr=1.0)}, labels)
-        assert_same(*run_pure(group, params, grads), *alone)
+        assert_same(*pure_run(group, params, grads), *alone)
         assert_same(*run_fast(group, params, grads), *alone)
 
 
@@ -136,9 +129,9 @@ def test_partition_updates_each_array_with_its_own_optimizer(shape, seed, labels
                "adam": ol.adamw(lr=0.01, weight_decay=0.5, amsgrad=True),
                "rms": ol.rmsprop(lr=0.01, centered=True)}
     group = ol.partition(members, labels)
-    got = run_pure(group, params, grads)
+    got = pure_run(group, params, grads)
     for k in KEYS:
-        assert_same(*got, *run_pure(members[labels[k]], params, grads), keys=[k])
+        assert_same(*got, *pure_run(members[labels[k]], params, grads), keys=[k])
     assert_same(*run_fast(group, params, grads), *got)
     assert group.groups(params) == {name: [f"params[{k!r}]" for k in params if labels[k] == name]
                                     for name in members}
@@ -184,7 +177,7 @@ def test_fast_path_with_groups_in_blocks_on_threads(monkeypatch, dtype):
                 ol.partition({"a": ol.adam(lr=0.01, weight_decay=0.1), "b": ol.sgd(lr=0.1)},
                              {"W": "a", "b": "b", "gain": "b"})):
         traced.clear()
-        assert_same(*run_fast(opt, params, grads), *run_pure(opt, params, grads))
+        assert_same(*run_fast(opt, params, grads), *pure_run(opt, params, grads))
         assert len({id(t) for t in traced}) == 2  # each group's rule traced, not one for all
 
 
@@ -196,9 +189,9 @@ def test_batched_runs_with_a_mask_equal_separate_runs():
     params = random_tree(rng, shape)
     grads = [random_tree(rng, shape) for _ in range(5)]
     mask = {"W": True, "b": False, "gain": False}
-    batched = run_pure(ol.adamw(lr=lrs, weight_decay=wds, mask=mask), params, grads)
+    batched = pure_run(ol.adamw(lr=lrs, weight_decay=wds, mask=mask), params, grads)
     for i in range(k):
-        row = run_pure(ol.adamw(lr=lrs[i], weight_decay=wds[i], mask=mask),
+        row = pure_run(ol.adamw(lr=lrs[i], weight_decay=wds[i], mask=mask),
                        {n: a[i] for n, a in params.items()},
                        [{n: a[i] for n, a in g.items()} for g in grads])
         for n in KEYS:
@@ -210,7 +203,7 @@ def test_masked_leaf_gets_no_decay_even_with_a_zero_gradient():
     params = {"W": np.ones((2, 2)), "b": np.ones(2)}
     zero = {"W": np.zeros((2, 2)), "b": np.zeros(2)}
     opt = ol.adamw(lr=0.1, weight_decay=0.5, mask={"W": True, "b": False})
-    p, _ = run_pure(opt, params, [zero] * 3)
+    p, _ = pure_run(opt, params, [zero] * 3)
     assert np.array_equal(p["b"], params["b"])
     np.testing.assert_allclose(p["W"], (1 - 0.1 * 0.5) ** 3, rtol=1e-15)
 
@@ -224,10 +217,10 @@ def test_nested_partitions_and_lists():
     body = ol.adamw(lr=0.01, weight_decay=0.1,
                     mask={"layers": [{"W": True, "b": False}] * 2, "head": True})
     opt = ol.partition({"body": body, "head": ol.sgd(lr=0.1)}, {"layers": "body", "head": "head"})
-    p, state = run_pure(opt, params, grads)
-    decayed, _ = run_pure(ol.adamw(lr=0.01, weight_decay=0.1), params, grads)
-    undecayed, _ = run_pure(ol.adamw(lr=0.01, weight_decay=0.0), params, grads)
-    plain, _ = run_pure(ol.sgd(lr=0.1), params, grads)
+    p, state = pure_run(opt, params, grads)
+    decayed, _ = pure_run(ol.adamw(lr=0.01, weight_decay=0.1), params, grads)
+    undecayed, _ = pure_run(ol.adamw(lr=0.01, weight_decay=0.0), params, grads)
+    plain, _ = pure_run(ol.sgd(lr=0.1), params, grads)
     for i in range(2):
         assert same_bits(p["layers"][i]["W"], decayed["layers"][i]["W"])
         assert same_bits(p["layers"][i]["b"], undecayed["layers"][i]["b"])
